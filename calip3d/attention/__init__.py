@@ -1,0 +1,5 @@
+"""CALIP attention: the parameter-free terms (zero-shot) and, for few-shot, the parametric module."""
+
+from .calip import CALIP_DEFAULT_TEMPERATURE, calip_logits, calip_terms, combine_terms
+
+__all__ = ["CALIP_DEFAULT_TEMPERATURE", "calip_logits", "calip_terms", "combine_terms"]

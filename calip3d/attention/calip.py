@@ -1,0 +1,92 @@
+"""CALIP's parameter-free cross-modal attention (Guo et al., AAAI 2023), exactly as the official script computes it.
+
+    A     = Fs Ft^T / temperature                   [B, N, K]
+    Ft^a  = softmax_N(A)^T Fs                       [B, K, D]   (image-aware text features)
+    Fs^a  = softmax_K(A) Ft                         [B, N, D]   (text-aware spatial features)
+    Fv^a  = mean_N(Fs^a) + max_N(Fs^a)              [B, D]
+    clip            = Fv Ft^T                       [B, K]
+    visual_guided   = <Fv, Ft^a[k]>                 [B, K]
+    textual_blended = Fv^a Ft^T                     [B, K]
+
+The official code multiplies A by 2, i.e. temperature 0.5 on both sides, and does not re-normalise Ft^a or Fv^a.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+CALIP_DEFAULT_TEMPERATURE = 0.5
+_CHUNK_ELEMENTS = 1 << 24  # bound on B*N*max(K, D) elements per chunk (64 MiB of float32)
+
+
+def _terms_chunk(fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, temperature: float):
+    attn = torch.matmul(fs, ft.t()) / temperature  # [b, N, K]
+    over_positions = attn.softmax(dim=1)  # softmax over N, per class
+    over_classes = attn.softmax(dim=2)  # softmax over K, per position
+    # visual_guided[b, k] = <Fv[b], sum_n P[b, n, k] Fs[b, n]> = sum_n P[b, n, k] <Fv[b], Fs[b, n]>
+    fv_dot_fs = torch.einsum("bd,bnd->bn", fv, fs)  # [b, N]
+    visual_guided = torch.einsum("bnk,bn->bk", over_positions, fv_dot_fs)
+    fs_a = torch.matmul(over_classes, ft)  # [b, N, D]
+    fv_a = fs_a.mean(dim=1) + fs_a.amax(dim=1)  # [b, D]
+    clip = fv @ ft.t()
+    textual_blended = fv_a @ ft.t()
+    return clip, visual_guided, textual_blended
+
+
+def calip_terms(
+    global_feats: torch.Tensor,
+    spatial_feats: torch.Tensor,
+    text_feats: torch.Tensor,
+    temperature: float = CALIP_DEFAULT_TEMPERATURE,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three CALIP logit terms, without logit scale.
+
+    `global_feats` [B, D], `spatial_feats` [B, N, D], `text_feats` [K, D], rows already L2-normalised.
+    Returns `(clip, visual_guided, textual_blended)`, each [B, K] in float32. Half-precision inputs are computed in
+    float32 (the softmax included). Batched over images and chunked so memory stays bounded.
+    """
+    if global_feats.ndim != 2 or spatial_feats.ndim != 3 or text_feats.ndim != 2:
+        raise ValueError(
+            f"expected global [B, D], spatial [B, N, D], text [K, D]; got {tuple(global_feats.shape)}, "
+            f"{tuple(spatial_feats.shape)}, {tuple(text_feats.shape)}"
+        )
+    batch, positions, dim = spatial_feats.shape
+    if global_feats.shape != (batch, dim) or text_feats.shape[1] != dim:
+        raise ValueError(
+            f"shape mismatch: global {tuple(global_feats.shape)}, spatial {tuple(spatial_feats.shape)}, "
+            f"text {tuple(text_feats.shape)}"
+        )
+    ft = text_feats.float()
+    chunk = max(1, _CHUNK_ELEMENTS // max(1, positions * max(dim, ft.shape[0])))
+    parts = [
+        _terms_chunk(global_feats[i:i + chunk].float(), spatial_feats[i:i + chunk].float(), ft, temperature)
+        for i in range(0, batch, chunk)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return tuple(torch.cat(p, dim=0) for p in zip(*parts))  # type: ignore[return-value]
+
+
+def combine_terms(
+    terms: Sequence[torch.Tensor], betas: Sequence[float], logit_scale: float = 100.0
+) -> torch.Tensor:
+    """`logit_scale * sum_i beta_i * term_i` for the three terms (any matching shapes, e.g. [B, K] or [B, V, K])."""
+    if len(betas) != 3 or len(terms) != 3:
+        raise ValueError("need three terms and three betas (beta1, beta2, beta3)")
+    clip, visual_guided, textual_blended = terms
+    b1, b2, b3 = (float(b) for b in betas)
+    return logit_scale * (b1 * clip + b2 * visual_guided + b3 * textual_blended)
+
+
+def calip_logits(
+    global_feats: torch.Tensor,
+    spatial_feats: torch.Tensor,
+    text_feats: torch.Tensor,
+    betas: Sequence[float] = (1.0, 1.12, 0.02),
+    temperature: float = CALIP_DEFAULT_TEMPERATURE,
+    logit_scale: float = 100.0,
+) -> torch.Tensor:
+    """`logit_scale * (b1*clip + b2*visual_guided + b3*textual_blended)`, [B, K]."""
+    return combine_terms(calip_terms(global_feats, spatial_feats, text_feats, temperature), betas, logit_scale)

@@ -1,0 +1,1 @@
+"""Datasets: CoOp image datasets and point-cloud datasets."""

@@ -1,0 +1,361 @@
+"""The 11 CoOp image datasets in CoOp's layout (CoOp's DATASETS.md), and a torch Dataset over their image files.
+
+Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.py`):
+
+- Split JSON `split_zhou_<Name>.json` = `{"train"|"val"|"test": [[relpath, label, classname], ...]}`, relpath relative
+  to the dataset's image folder (for StanfordCars the dataset folder itself). Class names are the json's, ordered by
+  label (Dassl's `get_lab2cname`). They are used as written: CoOp wrote its renamed names into the json when it made
+  the split (EuroSAT "Annual Crop Land", Caltech101 "face", UCF101 "Apply_Eye_Makeup"; prompts later replace `_`
+  with a space). EuroSAT's raw folder names ("AnnualCrop") are mapped to CoOp's names in case a json carries them;
+  on CoOp's own json that mapping changes nothing.
+- ImageNet: `imagenet/classnames.txt` lines `n01440764 tench` (CoOp's file); labels follow the sorted wnid folder
+  names, as CoOp's `ImageNet.read_data` does. CoOp uses ImageNet's val set as its test set and has no separate val
+  split: here `test` and `val` both read `images/val/`; the caller decides whether tuning on it is acceptable.
+- FGVCAircraft: no json; `images_variant_{train,val,test}.txt` lines `<imageid> <variant name>`, image
+  `images/<imageid>.jpg`, class order = the lines of `variants.txt`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from calip3d.errors import CalipError
+
+SPLITS = ("train", "val", "test")
+COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
+
+
+@dataclass(frozen=True)
+class ImageDatasetSpec:
+    """Where one CoOp dataset lives under the data root and how its split is stored."""
+
+    name: str  # the --dataset name
+    coop_name: str  # CoOp's dataset class name (also accepted as an alias)
+    folder: str  # folder under the data root
+    image_dir: str  # image folder relative to `folder` ("" = `folder` itself)
+    split_file: str  # CoOp json; for "fgvc" the txt pattern; for "imagenet" the classnames file
+    fmt: str  # "coop-json" | "imagenet" | "fgvc"
+    layout: str  # the expected tree, shown in errors
+    source: str  # where to get the images
+    aliases: tuple[str, ...] = ()
+    classname_map: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ImageSplit:
+    """One split of a dataset: `items` are (absolute image path, label); `classnames[label]` names the class."""
+
+    dataset: str
+    split: str
+    classnames: list[str]
+    items: list[tuple[str, int]]
+    split_file: str  # the json/txt the split came from (provenance)
+
+
+# CoOp's EuroSAT NEW_CNAMES (datasets/eurosat.py), applied by CoOp when it wrote split_zhou_EuroSAT.json.
+EUROSAT_CLASSNAMES = {
+    "AnnualCrop": "Annual Crop Land",
+    "Forest": "Forest",
+    "HerbaceousVegetation": "Herbaceous Vegetation Land",
+    "Highway": "Highway or Road",
+    "Industrial": "Industrial Buildings",
+    "Pasture": "Pasture Land",
+    "PermanentCrop": "Permanent Crop Land",
+    "Residential": "Residential Buildings",
+    "River": "River",
+    "SeaLake": "Sea or Lake",
+}
+
+
+def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str, source: str,
+               aliases: tuple[str, ...] = (), classname_map: dict[str, str] | None = None) -> ImageDatasetSpec:
+    split_file = f"split_zhou_{coop_name}.json"
+    lines = [f"{folder}/"] + [f"|-- {line}" for line in tree.splitlines()] + [f"`-- {split_file}"]
+    return ImageDatasetSpec(
+        name=name, coop_name=coop_name, folder=folder, image_dir=image_dir, split_file=split_file,
+        fmt="coop-json", layout="\n".join(lines),
+        source=f"{source}; {split_file}: CoOp's split, linked from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
+        aliases=aliases, classname_map=classname_map or {},
+    )
+
+
+_SPECS = [
+    ImageDatasetSpec(
+        name="imagenet", coop_name="ImageNet", folder="imagenet", image_dir="images", split_file="classnames.txt",
+        fmt="imagenet",
+        layout="imagenet/\n"
+               "|-- classnames.txt          lines 'n01440764 tench' (CoOp's file)\n"
+               "`-- images/\n"
+               "    |-- train/n01440764/*.JPEG   (1,000 wnid folders)\n"
+               "    `-- val/n01440764/*.JPEG     (val images sorted into the same wnid folders)",
+        source="ILSVRC-2012 train and val from https://image-net.org (sort val into wnid folders, e.g. with the "
+               f"common valprep.sh); classnames.txt from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
+        aliases=("imagenet1k", "in1k", "ilsvrc2012"),
+    ),
+    _json_spec("caltech101", "Caltech101", "caltech-101", "101_ObjectCategories",
+               "101_ObjectCategories/<class>/image_NNNN.jpg",
+               "101_ObjectCategories.tar.gz (Caltech101, https://data.caltech.edu/records/mzrjq-6wc02)",
+               aliases=("caltech",)),
+    _json_spec("oxford_pets", "OxfordPets", "oxford_pets", "images",
+               "images/<Breed>_NNN.jpg\nannotations/              (not read by calip3d)",
+               "images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, https://www.robots.ox.ac.uk/~vgg/data/pets/)",
+               aliases=("pets", "oxford_iiit_pet")),
+    _json_spec("stanford_cars", "StanfordCars", "stanford_cars", "",
+               "cars_train/NNNNN.jpg\ncars_test/NNNNN.jpg\ndevkit/, cars_test_annos_withlabels.mat   (not read)",
+               "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat (Stanford Cars, "
+               "http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, mirrors are "
+               "discussed in pytorch/vision#7545)",
+               aliases=("cars",)),
+    _json_spec("oxford_flowers", "OxfordFlowers", "oxford_flowers", "jpg",
+               "jpg/image_NNNNN.jpg\nimagelabels.mat, cat_to_name.json   (not read)",
+               "102flowers.tgz (Oxford Flowers102, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)",
+               aliases=("flowers102", "flowers", "oxford_flowers102")),
+    _json_spec("food101", "Food101", "food-101", "images",
+               "images/<class>/<id>.jpg\nmeta/, README.txt, license_agreement.txt   (not read)",
+               "food-101.tar.gz (Food-101, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)",
+               aliases=("food",)),
+    ImageDatasetSpec(
+        name="fgvc_aircraft", coop_name="FGVCAircraft", folder="fgvc_aircraft", image_dir="images",
+        split_file="images_variant_{split}.txt", fmt="fgvc",
+        layout="fgvc_aircraft/                  (the data/ folder of fgvc-aircraft-2013b, renamed)\n"
+               "|-- images/<imageid>.jpg\n"
+               "|-- variants.txt                 one variant name per line (class order)\n"
+               "`-- images_variant_{train,val,test}.txt   lines '<imageid> <variant name>'",
+        source="fgvc-aircraft-2013b.tar.gz (FGVC-Aircraft, https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/); "
+               "keep its data/ folder and rename it to fgvc_aircraft/ (no CoOp json for this dataset)",
+        aliases=("aircraft",),
+    ),
+    _json_spec("sun397", "SUN397", "sun397", "SUN397",
+               "SUN397/<letter>/<scene>/sun_*.jpg",
+               "SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original URLs are "
+               "reported dead in CoOp #90)",
+               aliases=("sun",)),
+    _json_spec("dtd", "DescribableTextures", "dtd", "images",
+               "images/<texture>/<texture>_NNNN.jpg\nimdb/, labels/   (not read)",
+               "dtd-r1.0.1.tar.gz (DTD, https://www.robots.ox.ac.uk/~vgg/data/dtd/)",
+               aliases=("textures",)),
+    _json_spec("eurosat", "EuroSAT", "eurosat", "2750",
+               "2750/<Class>/<Class>_N.jpg",
+               "EuroSAT.zip, RGB version (EuroSAT, https://github.com/phelber/EuroSAT; formerly "
+               "http://madm.dfki.de/files/sentinel/EuroSAT.zip)",
+               classname_map=EUROSAT_CLASSNAMES),
+    _json_spec("ucf101", "UCF101", "ucf101", "UCF-101-midframes",
+               "UCF-101-midframes/<Action_Name>/v_*.jpg",
+               f"UCF-101-midframes.zip (CoOp's middle frames of UCF101, linked from CoOp's DATASETS.md "
+               f"{COOP_DATASETS_MD}; videos: https://www.crcv.ucf.edu/data/UCF101.php)",
+               aliases=("ucf",)),
+]
+
+IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+_ALIASES: dict[str, str] = {
+    _norm(alias): spec.name
+    for spec in _SPECS
+    for alias in (spec.name, spec.coop_name, spec.folder, *spec.aliases)
+}
+
+
+def resolve_image_dataset(name: str) -> str:
+    """The registry key for `name`, ignoring case, `-`, `_` and spaces (`Caltech-101`, `OxfordPets`, `flowers102`)."""
+    key = _ALIASES.get(_norm(name))
+    if key is None:
+        raise CalipError(f"unknown image dataset '{name}'; expected one of: {', '.join(IMAGE_DATASETS)}")
+    return key
+
+
+def _layout_error(spec: ImageDatasetSpec, root: str, problem: str) -> CalipError:
+    tree = "\n".join("    " + line for line in spec.layout.splitlines())
+    return CalipError(
+        f"{spec.name}: {problem}\n"
+        f"expected layout under the data root {root}:\n{tree}\n"
+        f"where to get it: {spec.source}\n"
+        "(calip3d downloads nothing; see data/README.md)"
+    )
+
+
+def _need_file(spec: ImageDatasetSpec, root: str, path: str, what: str) -> None:
+    if not os.path.isfile(path):
+        raise _layout_error(spec, root, f"{what} not found: {path}")
+
+
+def _need_dir(spec: ImageDatasetSpec, root: str, path: str, what: str) -> None:
+    if not os.path.isdir(path):
+        raise _layout_error(spec, root, f"{what} not found: {path}")
+
+
+def _classnames_from_labels(pairs: Sequence[tuple[int, str]], source: str) -> list[str]:
+    """Class names ordered by label from (label, classname) pairs; labels must cover 0..K-1 with one name each."""
+    names: dict[int, str] = {}
+    for label, cname in pairs:
+        previous = names.setdefault(label, cname)
+        if previous != cname:
+            raise CalipError(f"{source}: label {label} is named both '{previous}' and '{cname}'")
+    missing = sorted(set(range(max(names) + 1)) - set(names)) if names else []
+    if missing:
+        raise CalipError(f"{source}: labels must run 0..{max(names)} without gaps; missing {missing[:10]}")
+    return [names[label] for label in range(len(names))]
+
+
+def _parse_entry(entry: Any, source: str, split: str, index: int) -> tuple[str, int, str]:
+    ok = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and isinstance(entry[2], str)
+    if ok:
+        try:
+            label = int(entry[1])
+        except (TypeError, ValueError):
+            ok = False
+    if not ok or label < 0:
+        raise CalipError(f"{source}: {split}[{index}] = {entry!r}; expected [relative path, label >= 0, classname]")
+    return entry[0], label, entry[2]
+
+
+def _read_coop_json(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+    split_path = os.path.join(folder, spec.split_file)
+    image_dir = os.path.join(folder, spec.image_dir)
+    _need_file(spec, root, split_path, "split file")
+    _need_dir(spec, root, image_dir, "image folder")
+    try:
+        with open(split_path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CalipError(f"cannot read split file {split_path}: {err}") from err
+    if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in SPLITS):
+        raise CalipError(f"{split_path}: expected a JSON object with lists 'train', 'val' and 'test' (CoOp format)")
+    parsed = {s: [_parse_entry(e, split_path, s, i) for i, e in enumerate(data[s])] for s in SPLITS}
+    pairs = [(label, spec.classname_map.get(cname, cname)) for s in SPLITS for _, label, cname in parsed[s]]
+    classnames = _classnames_from_labels(pairs, split_path)
+    items = [(os.path.join(image_dir, rel), label) for rel, label, _ in parsed[split]]
+    return classnames, items, split_path
+
+
+def _list_images(folder: str) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
+
+
+def _read_imagenet(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+    names_path = os.path.join(folder, spec.split_file)
+    _need_file(spec, root, names_path, "class-name file")
+    wnid_to_name: dict[str, str] = {}
+    with open(names_path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.strip().split(" ", 1)
+            if parts == [""]:
+                continue
+            if len(parts) != 2 or not parts[1].strip() or parts[0] in wnid_to_name:
+                raise CalipError(f"{names_path}:{lineno}: expected a new '<wnid> <class name>' line, got {line!r}")
+            wnid_to_name[parts[0]] = parts[1].strip()
+    wnids = sorted(wnid_to_name)
+    split_dir = os.path.join(folder, spec.image_dir, "train" if split == "train" else "val")
+    _need_dir(spec, root, split_dir, f"{split} image folder")
+    folders = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
+    if not folders:
+        raise _layout_error(spec, root, f"{split_dir} has no wnid folders (the ILSVRC-2012 val archive is flat: "
+                                        "sort its images into images/val/<wnid>/, e.g. with valprep.sh)")
+    unknown = [f for f in folders if f not in wnid_to_name]
+    if unknown:
+        raise CalipError(f"{split_dir}: folders {unknown[:5]} are not wnids listed in {names_path}")
+    label_of = {wnid: label for label, wnid in enumerate(wnids)}
+    items = [
+        (os.path.join(split_dir, wnid, name), label_of[wnid])
+        for wnid in folders
+        for name in _list_images(os.path.join(split_dir, wnid))
+    ]
+    return [wnid_to_name[w] for w in wnids], items, names_path
+
+
+def _read_fgvc(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+    variants_path = os.path.join(folder, "variants.txt")
+    split_path = os.path.join(folder, spec.split_file.format(split=split))
+    image_dir = os.path.join(folder, spec.image_dir)
+    _need_file(spec, root, variants_path, "class list")
+    _need_file(spec, root, split_path, "split file")
+    _need_dir(spec, root, image_dir, "image folder")
+    with open(variants_path, encoding="utf-8") as fh:
+        classnames = [line.strip() for line in fh if line.strip()]
+    label_of = {name: label for label, name in enumerate(classnames)}
+    items = []
+    with open(split_path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parts = line.strip().split(" ", 1)
+            if parts == [""]:
+                continue
+            if len(parts) != 2 or parts[1] not in label_of:
+                raise CalipError(f"{split_path}:{lineno}: expected '<imageid> <variant from variants.txt>', "
+                                 f"got {line.strip()!r}")
+            items.append((os.path.join(image_dir, parts[0] + ".jpg"), label_of[parts[1]]))
+    return classnames, items, split_path
+
+
+_READERS = {"coop-json": _read_coop_json, "imagenet": _read_imagenet, "fgvc": _read_fgvc}
+
+
+def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test") -> ImageSplit:
+    """Read one split (`train`, `val` or `test`) of a CoOp dataset under `data_root`.
+
+    ImageNet's `test` and `val` are both `images/val/` (CoOp's convention). Raises `CalipError` with the expected
+    layout and the data source when a folder or split file is missing, or when the split's first image is absent.
+    """
+    spec = IMAGE_DATASETS[resolve_image_dataset(name)]
+    if split not in SPLITS:
+        raise CalipError(f"unknown split '{split}' for {spec.name}; expected one of: {', '.join(SPLITS)}")
+    root = os.path.abspath(os.path.expanduser(os.fspath(data_root)))
+    folder = os.path.join(root, spec.folder)
+    _need_dir(spec, root, folder, "dataset folder")
+    classnames, items, split_file = _READERS[spec.fmt](spec, root, folder, split)
+    if not items:
+        raise CalipError(f"{spec.name}: the {split} split in {split_file} lists no images")
+    _need_file(spec, root, items[0][0], f"first {split} image listed by {split_file}")
+    return ImageSplit(dataset=spec.name, split=split, classnames=classnames, items=items, split_file=split_file)
+
+
+class ImageFileDataset(Dataset):
+    """Images from `items` [(path, label)], converted to RGB: item i -> (transform(image), label, i).
+
+    An unreadable file raises `CalipError` naming it; with `skip_bad_files=True` the item is None instead
+    (batch with `collate_skip_bad`, which drops it).
+    """
+
+    def __init__(self, items: Sequence[tuple[str, int]], transform: Callable[[Image.Image], Any],
+                 skip_bad_files: bool = False) -> None:
+        self.items = items
+        self.transform = transform
+        self.skip_bad_files = skip_bad_files
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int] | None:
+        path, label = self.items[index]
+        try:
+            with Image.open(path) as img:
+                rgb = img.convert("RGB")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            if self.skip_bad_files:
+                return None
+            raise CalipError(f"cannot read image {path}: {err}") from err
+        return self.transform(rgb), label, index
+
+
+def collate_skip_bad(batch: Sequence[tuple[Any, int, int] | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Collate `ImageFileDataset` items, dropping None (unreadable files): images [B, ...], labels [B], indices [B].
+
+    B counts the readable items only; the skipped ones are the dataset indices missing from `indices`.
+    """
+    kept = [item for item in batch if item is not None]
+    if not kept:
+        empty = torch.empty(0, dtype=torch.long)
+        return torch.empty(0), empty, empty.clone()
+    images, labels, indices = default_collate(kept)
+    return images, labels, indices
