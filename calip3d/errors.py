@@ -10,12 +10,21 @@ class CalipError(Exception):
     """A mistake in the user's input or environment (missing file, bad flag value, no weights offline)."""
 
 
+def user_message(err: BaseException) -> str:
+    """The message of `err`; for an error re-raised from a DataLoader worker, without the worker's traceback."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[-1] if last.startswith(("calip3d.errors.CalipError", "CalipError")) else last
+    return text
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Run a command's `main`, turning a `CalipError` into `error: ...` on stderr and exit status 2."""
     try:
         code = main()
     except CalipError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -1,13 +1,13 @@
-"""Read one point cloud or mesh from disk as `[P, 3]` float32 points, with clear errors for bad files.
+"""Read one point cloud or mesh file as `[P, 3]` float32 points, with a clear error for every bad file.
 
 Formats:
-- point clouds through open3d (imported only when needed): .ply (without faces), .pcd, .xyz, .pts;
+- point clouds through open3d (imported only when needed): .ply without faces, .pcd, .xyz, .pts;
 - meshes through open3d, sampled to points: .off, .obj, .stl and .ply files that contain faces;
-- numpy: .npy, .npz (key "points", "xyz" or "data", else the first array), .txt (comma- or space-separated rows,
-  first 3 columns are x, y, z: e.g. modelnet40_normal_resampled's `x,y,z,nx,ny,nz`);
-- HDF5: .h5/.hdf5 (key "data" or "points").
-An array of several clouds `[N, P, C]` (h5, npy, npz) gives the cloud `index`; without an index the first cloud is
-taken and a warning says so.
+- numpy: .npy, .npz (key "points", "xyz" or "data", else the first array), .txt (rows separated by
+  commas or spaces, x, y, z in the first 3 columns, e.g. modelnet40_normal_resampled's `x,y,z,nx,ny,nz`);
+- HDF5: .h5/.hdf5 (dataset "data" or "points").
+From an array of several clouds `[N, P, C]` (h5, npy, npz) the cloud `index` is taken; without an index,
+the first cloud is taken and a warning says so.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from calip3d.errors import CalipError
-from calip3d.pointops import sample_points, to_y_up
+from calip3d.pointops import check_sampling_method, check_up_axis, sample_points, to_y_up
 
 OPEN3D_CLOUD_EXTS = (".ply", ".pcd", ".xyz", ".pts")
 MESH_EXTS = (".off", ".obj", ".stl")
@@ -31,14 +31,15 @@ ARRAY_KEYS = ("points", "xyz", "data")
 
 
 def _open3d(path: Path) -> Any:
-    """Import open3d lazily; a failed import (missing package or system libraries) becomes a CalipError."""
+    """Import open3d lazily; a failed import (package or system libraries missing) is a CalipError."""
     try:
         import open3d
     except (ImportError, OSError) as err:
         raise CalipError(
-            f"reading {path.name} needs open3d, which failed to import ({err}). open3d needs the system libraries "
-            "libgl1 and libusb-1.0-0: install them with `sudo apt-get install -y libgl1 libusb-1.0-0` "
-            "(and the package with `pip install open3d` if it is missing), or convert the file to .npy/.txt/.h5"
+            f"reading {path.name} needs open3d, which failed to import ({err}). open3d needs the system "
+            "libraries libgl1 and libusb-1.0-0: install them with "
+            "`sudo apt-get install -y libgl1 libusb-1.0-0` (and `pip install open3d` if the package is "
+            "missing), or convert the file to .npy, .txt or .h5"
         ) from None
     return open3d
 
@@ -46,10 +47,12 @@ def _open3d(path: Path) -> Any:
 def read_text_array(path: Path | str, max_rows: int | None = None) -> np.ndarray:
     """Parse a text file of numeric rows separated by commas and/or whitespace: `[R, C]` float32.
 
-    Reads the bytes once and parses them with `np.fromstring` (much faster than `np.loadtxt`); with `max_rows`, only
-    the first `max_rows` lines are parsed. Blank lines at the end are ignored.
+    Reads the bytes once and parses them with `np.fromstring` (much faster than `np.loadtxt`). With
+    `max_rows`, only the first `max_rows` lines are parsed. Leading and trailing blank lines are ignored.
     """
     path = Path(path)
+    if max_rows is not None and max_rows < 1:
+        raise CalipError(f"max_rows must be at least 1, got {max_rows}")
     try:
         raw = path.read_bytes()
     except OSError as err:
@@ -61,10 +64,9 @@ def read_text_array(path: Path | str, max_rows: int | None = None) -> np.ndarray
     text = raw.replace(b",", b" ").decode("ascii", errors="replace").strip()
     if not text:
         return np.zeros((0, 0), dtype=np.float32)
-    first_line = text.split("\n", 1)[0]
-    cols = len(first_line.split())
+    cols = len(text.split("\n", 1)[0].split())
     with warnings.catch_warnings():
-        warnings.simplefilter("error", DeprecationWarning)
+        warnings.simplefilter("error", DeprecationWarning)  # numpy warns (not raises) on unparsable text
         try:
             values = np.fromstring(text, dtype=np.float32, sep=" ")
         except (ValueError, DeprecationWarning):
@@ -72,8 +74,8 @@ def read_text_array(path: Path | str, max_rows: int | None = None) -> np.ndarray
     rows = text.count("\n") + 1
     if values.size != rows * cols:
         raise CalipError(
-            f"{path}: could not parse it as a table of numbers ({rows} lines, {cols} columns in the first line); "
-            "expected rows like `x,y,z[,...]` or `x y z [...]`"
+            f"{path}: could not parse it as a table of numbers ({rows} lines, {cols} columns in the "
+            "first line); expected rows like `x,y,z[,...]` or `x y z [...]`"
         )
     return values.reshape(rows, cols)
 
@@ -84,7 +86,9 @@ def _select_cloud(array: np.ndarray, path: Path, index: int | None) -> np.ndarra
         count = array.shape[0]
         if index is None:
             if count > 1:
-                warnings.warn(f"{path} holds {count} clouds; taking the first (pass index= to choose one)", stacklevel=3)
+                warnings.warn(
+                    f"{path} holds {count} clouds; taking the first (pass index= to choose one)", stacklevel=3
+                )
             index = 0
         if not -count <= index < count:
             raise CalipError(f"{path}: cloud index {index} is out of range; the file holds {count} clouds")
@@ -99,8 +103,7 @@ def _read_npz(path: Path) -> np.ndarray:
         keys = list(archive.keys())
         if not keys:
             raise CalipError(f"{path}: the .npz archive holds no arrays")
-        key = next((k for k in ARRAY_KEYS if k in archive), keys[0])
-        return archive[key]
+        return archive[next((k for k in ARRAY_KEYS if k in archive), keys[0])]
 
 
 def _read_h5(path: Path) -> np.ndarray:
@@ -109,8 +112,19 @@ def _read_h5(path: Path) -> np.ndarray:
     with h5py.File(path, "r") as handle:
         key = next((k for k in ("data", "points") if k in handle), None)
         if key is None:
-            raise CalipError(f"{path}: no 'data' or 'points' dataset in the HDF5 file (it has: {', '.join(handle)})")
+            raise CalipError(f"{path}: no 'data' or 'points' dataset in it (it has: {', '.join(handle)})")
         return handle[key][()]
+
+
+def _read_array_file(path: Path, suffix: str) -> np.ndarray:
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        return _read_npz(path) if suffix == ".npz" else _read_h5(path)
+    except CalipError:
+        raise
+    except Exception as err:  # corrupt or foreign file: name it instead of showing a library traceback
+        raise CalipError(f"cannot read {path} as a {suffix} file ({type(err).__name__}: {err})") from None
 
 
 def _ply_has_faces(path: Path) -> bool:
@@ -124,28 +138,24 @@ def _ply_has_faces(path: Path) -> bool:
     return bool(match and int(match.group(1)) > 0)
 
 
-def _mesh_counts_from_text(path: Path) -> tuple[int, int] | None:
-    """(vertices, faces) declared by an .off header or counted in an .obj; None for other formats."""
-    suffix = path.suffix.lower()
-    if suffix == ".obj":
-        lines = path.read_bytes().splitlines()
-        return sum(ln.startswith(b"v ") for ln in lines), sum(ln.startswith(b"f ") for ln in lines)
-    if suffix == ".off":
-        tokens = re.sub(rb"#[^\n]*", b"", path.read_bytes()).split()
-        if tokens and tokens[0].startswith(b"OFF"):
-            counts = ([tokens[0][3:]] if len(tokens[0]) > 3 else []) + tokens[1:3]
-            if len(counts) >= 2 and all(c.isdigit() for c in counts[:2]):
-                return int(counts[0]), int(counts[1])
-    return None
+def _declares_vertices(path: Path) -> bool:
+    """Whether an .off header or an .obj declares vertices (open3d reads vertex-only files as empty)."""
+    text = path.read_bytes()
+    if path.suffix.lower() == ".obj":
+        return re.search(rb"^v\s", text, flags=re.MULTILINE) is not None
+    if path.suffix.lower() == ".off":
+        match = re.match(rb"\s*OFF\s*(\d+)", re.sub(rb"#[^\n]*", b"", text))
+        return bool(match and int(match.group(1)) > 0)
+    return False
 
 
 def _read_mesh(path: Path, samples: int, seed: int) -> np.ndarray:
-    """Sample `samples` points uniformly (area-weighted, open3d, seeded) on a mesh's surface: `[samples, 3]`."""
+    """`samples` points sampled uniformly (area-weighted, open3d, seeded) on a mesh's surface: `[S, 3]`."""
     o3d = _open3d(path)
-    source = path
     with tempfile.TemporaryDirectory() as tmp:
+        source = path
         if path.suffix.lower() == ".off":
-            # Many ModelNet .off files glue the counts to the keyword ("OFF490 518 0"), which open3d rejects.
+            # Many ModelNet .off files glue the counts to the keyword ("OFF490 518 0"); open3d rejects that.
             text = path.read_bytes()
             fixed = re.sub(rb"\AOFF(?=\d)", b"OFF\n", text)
             if fixed != text:
@@ -154,9 +164,8 @@ def _read_mesh(path: Path, samples: int, seed: int) -> np.ndarray:
         with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
             mesh = o3d.io.read_triangle_mesh(str(source))
     if len(mesh.triangles) == 0:
-        counts = _mesh_counts_from_text(path)
-        if len(mesh.vertices) > 0 or (counts is not None and counts[0] > 0):
-            raise CalipError(f"{path}: mesh has no faces (only vertices), so there is no surface to sample points on")
+        if len(mesh.vertices) > 0 or _declares_vertices(path):
+            raise CalipError(f"{path}: mesh has no faces (only vertices), so there is no surface to sample")
         raise CalipError(f"{path}: could not read a mesh with faces from it (empty or malformed file)")
     o3d.utility.random.seed(seed)
     try:
@@ -168,48 +177,43 @@ def _read_mesh(path: Path, samples: int, seed: int) -> np.ndarray:
 
 def _read_open3d_cloud(path: Path) -> np.ndarray:
     o3d = _open3d(path)
-    # open3d's "pts" reader requires a point-count first line; its "xyz" reader reads .pts files with or without it.
+    # open3d's "pts" reader needs a point-count first line; its "xyz" reader reads .pts with or without one.
     fmt = "xyz" if path.suffix.lower() == ".pts" else "auto"
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         cloud = o3d.io.read_point_cloud(str(path), format=fmt)
+    if len(cloud.points) == 0:
+        raise CalipError(f"{path}: no points could be read from it (empty or malformed {path.suffix} file)")
     return np.asarray(cloud.points)
 
 
-def _read_raw(path: Path, suffix: str, index: int | None, mesh_samples: int, seed: int) -> np.ndarray:
+def _read_any(path: Path, suffix: str, mesh_samples: int, seed: int) -> np.ndarray:
     if suffix in MESH_EXTS or (suffix == ".ply" and _ply_has_faces(path)):
         return _read_mesh(path, mesh_samples, seed)
     if suffix in OPEN3D_CLOUD_EXTS:
         return _read_open3d_cloud(path)
     if suffix == ".txt":
         return read_text_array(path)
-    try:
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            array = _read_npz(path)
-        else:
-            array = _read_h5(path)
-    except CalipError:
-        raise
-    except Exception as err:  # corrupt archive / not an array file: name the file, not a library traceback
-        raise CalipError(f"cannot read {path} as {suffix} ({type(err).__name__}: {err})") from None
-    return _select_cloud(np.asarray(array), path, index)
+    return np.asarray(_read_array_file(path, suffix))
 
 
 def check_points(array: np.ndarray, path: Path | str) -> np.ndarray:
-    """Validate a cloud `[P, C>=3]` read from `path` and return its coordinates `[P, 3]` float32."""
+    """Validate a cloud `[P, C>=3]` read from `path`; return its coordinates `[P, 3]` float32."""
+    if array.ndim == 2 and array.shape[0] == 0:
+        raise CalipError(f"{path}: the point cloud is empty")
     if array.ndim != 2 or array.shape[1] < 3:
-        raise CalipError(f"{path}: expected points of shape [P, >=3] (x, y, z first), got shape {tuple(array.shape)}")
+        raise CalipError(
+            f"{path}: expected points of shape [P, >=3] (x, y, z first), got shape {tuple(array.shape)}"
+        )
     if not np.issubdtype(array.dtype, np.number):
         raise CalipError(f"{path}: expected numeric coordinates, got dtype {array.dtype}")
-    if array.shape[0] == 0:
-        raise CalipError(f"{path}: the point cloud is empty")
     if array.shape[0] == 1:
         raise CalipError(f"{path}: the point cloud has a single point; at least 2 are needed")
     xyz = array[:, :3].astype(np.float32)
     bad = ~np.isfinite(xyz).all(axis=1)
     if bad.any():
         raise CalipError(f"{path}: {int(bad.sum())} of {len(xyz)} points have NaN or infinite coordinates")
+    if not np.ptp(xyz, axis=0).any():
+        raise CalipError(f"{path}: all {len(xyz)} points are identical (the cloud has zero extent)")
     return xyz
 
 
@@ -222,12 +226,13 @@ def load_point_cloud(
     seed: int = 0,
     index: int | None = None,
 ) -> np.ndarray:
-    """Load a point cloud or mesh file as `[P, 3]` float32 in the y-up convention (no normalisation).
+    """Load a point-cloud or mesh file as `[P, 3]` float32, y-up, not normalised.
 
-    Meshes get `mesh_samples` points sampled uniformly on their surface (open3d, seeded by `seed`; this seeds
-    open3d's global random generator). With `num_points`, the cloud is subsampled by `sample_points(..., sampling,
-    seed)`; the default "fps" does not depend on the order of points in the file. `up_axis="z"` rotates a z-up
-    scan to y-up (`to_y_up`). `index` picks a cloud from a file holding several (see the module docstring).
+    Meshes give `mesh_samples` points sampled uniformly on their surface (open3d, deterministic for a
+    `seed`; this seeds open3d's global random generator). With `num_points`, the cloud is subsampled by
+    `sample_points(points, num_points, sampling, seed)`: the default "fps" does not depend on the order of
+    the points in the file. up_axis="z" rotates a z-up scan to y-up (`to_y_up`). `index` picks one cloud
+    of a file holding several (see the module docstring).
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -236,11 +241,15 @@ def load_point_cloud(
             f"{path}: unknown point-cloud file extension {path.suffix or '(none)'!r}; "
             f"supported: {', '.join(SUPPORTED_EXTS)}"
         )
-    if not path.is_file():
+    if not path.exists():
         raise CalipError(f"point-cloud file not found: {path}")
+    if not path.is_file():
+        raise CalipError(f"{path} is not a file")
+    check_up_axis(up_axis)
+    check_sampling_method(sampling)
     if isinstance(mesh_samples, bool) or not isinstance(mesh_samples, (int, np.integer)) or mesh_samples < 2:
         raise CalipError(f"mesh_samples must be an integer >= 2, got {mesh_samples!r}")
-    points = check_points(_read_raw(path, suffix, index, mesh_samples, seed), path)
+    points = check_points(_select_cloud(_read_any(path, suffix, mesh_samples, seed), path, index), path)
     points = to_y_up(points, up_axis)
     if num_points is not None:
         points = sample_points(points, num_points, sampling, seed)

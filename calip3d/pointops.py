@@ -1,6 +1,8 @@
-"""Point-cloud operations in numpy: subsampling (first / farthest-point / random), unit-sphere normalisation, up-axis.
+"""Point-cloud operations in numpy: subsampling (first / farthest-point / random), unit-sphere
+normalisation and the up axis.
 
-Every function takes one cloud `[P, 3]` or a batch `[..., P, 3]` and treats the clouds of a batch independently.
+Every function takes one cloud `[P, 3]` or a batch `[..., P, 3]`, and treats the clouds of a batch
+independently.
 """
 
 from __future__ import annotations
@@ -13,6 +15,18 @@ SAMPLING_METHODS = ("first", "fps", "random")
 UP_AXES = ("y", "z")
 
 
+def check_sampling_method(method: str) -> None:
+    """Raise a CalipError unless `method` is one of SAMPLING_METHODS."""
+    if method not in SAMPLING_METHODS:
+        raise CalipError(f"unknown sampling method {method!r}; expected one of {', '.join(SAMPLING_METHODS)}")
+
+
+def check_up_axis(up_axis: str) -> None:
+    """Raise a CalipError unless `up_axis` is one of UP_AXES."""
+    if up_axis not in UP_AXES:
+        raise CalipError(f"unknown up axis {up_axis!r}; expected one of {', '.join(UP_AXES)}")
+
+
 def _check_cloud_array(points: np.ndarray, what: str) -> np.ndarray:
     points = np.asarray(points)
     if points.ndim < 2 or points.shape[-1] != 3:
@@ -21,13 +35,17 @@ def _check_cloud_array(points: np.ndarray, what: str) -> np.ndarray:
 
 
 def farthest_point_indices(points: np.ndarray, n: int) -> np.ndarray:
-    """Farthest-point sampling: indices `[..., n]` into `[..., P, 3]` (n <= P).
+    """Farthest-point sampling: indices `[..., n]` into `[..., P, 3]` (1 <= n <= P).
 
-    Starts at index 0 (as the CUDA `furthest_point_sample` of PointNet++ does), then repeatedly takes the point whose
-    squared distance to the points chosen so far is largest (ties go to the lowest index). Each of the n - 1 steps is
-    one vectorised update over all points of all clouds; distances are computed in the input's float precision.
+    Starts at index 0 (as PointNet++'s CUDA `furthest_point_sample` does), then repeatedly takes the
+    point whose squared distance to the points chosen so far is largest (ties: the lowest index).
+    Each of the n - 1 steps is one vectorised update over all points of all clouds, in the input's
+    float precision (float32 for float32 input).
     """
+    points = _check_cloud_array(points, "farthest_point_indices")
     batch_shape, num = points.shape[:-2], points.shape[-2]
+    if not 1 <= n <= num:
+        raise CalipError(f"farthest-point sampling needs 1 <= n <= {num} points, got n={n}")
     flat = points.reshape(-1, num, 3).astype(np.result_type(points.dtype, np.float32), copy=False)
     x, y, z = (np.ascontiguousarray(flat[..., d]) for d in range(3))  # each [B, P]
     rows = np.arange(flat.shape[0])
@@ -35,7 +53,8 @@ def farthest_point_indices(points: np.ndarray, n: int) -> np.ndarray:
     nearest = np.full((flat.shape[0], num), np.inf, dtype=flat.dtype)
     for step in range(1, n):
         last = chosen[:, step - 1]
-        dist = (x - x[rows, last, None]) ** 2 + (y - y[rows, last, None]) ** 2 + (z - z[rows, last, None]) ** 2
+        dist = (x - x[rows, last, None]) ** 2 + (y - y[rows, last, None]) ** 2
+        dist += (z - z[rows, last, None]) ** 2
         np.minimum(nearest, dist, out=nearest)
         chosen[:, step] = nearest.argmax(axis=1)
     return chosen.reshape(*batch_shape, n)
@@ -44,17 +63,17 @@ def farthest_point_indices(points: np.ndarray, n: int) -> np.ndarray:
 def sample_points(points: np.ndarray, n: int, method: str = "first", seed: int = 0) -> np.ndarray:
     """Subsample `[..., P, 3]` to `[..., n, 3]`.
 
-    - "first": the first n points (the release files store points in random order, as PointCLIP reads them);
+    - "first": the first n points, as PointCLIP reads them. ModelNet's h5 and normal_resampled files
+      are stored in farthest-point order, so their first n points are almost exactly the FPS choice;
     - "fps": farthest-point sampling from index 0 (`farthest_point_indices`; `seed` is not used);
-    - "random": n distinct indices drawn by `np.random.default_rng(seed)`, the same indices for every cloud of a batch
-      (so sampling a batch equals sampling each cloud alone).
+    - "random": n distinct indices drawn by `np.random.default_rng(seed)`, the same indices for every
+      cloud of a batch (so sampling a batch equals sampling each cloud alone).
 
-    When P < n (any method) the result is all P points in file order followed by n - P indices drawn with replacement
-    by `np.random.default_rng(seed)`: deterministic for a seed, and the same for every cloud of a batch.
+    When P < n (any method), the result is all P points in file order followed by n - P indices drawn
+    with replacement by `np.random.default_rng(seed)`: deterministic, the same for every cloud of a batch.
     """
     points = _check_cloud_array(points, "sample_points")
-    if method not in SAMPLING_METHODS:
-        raise CalipError(f"unknown sampling method {method!r}; expected one of {', '.join(SAMPLING_METHODS)}")
+    check_sampling_method(method)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise CalipError(f"number of points to sample must be a positive integer, got {n!r}")
     num = points.shape[-2]
@@ -74,25 +93,26 @@ def sample_points(points: np.ndarray, n: int, method: str = "first", seed: int =
 
 
 def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
-    """Centre each cloud `[..., P, 3]` at its mean (PointNet's `pc_normalize`) and scale it so the largest norm is 1."""
+    """Centre each cloud `[..., P, 3]` at its mean (as PointNet's `pc_normalize`), scale it so that its
+    largest norm is 1. Float input keeps its dtype."""
     points = _check_cloud_array(points, "normalize_unit_sphere")
     centred = points - points.mean(axis=-2, keepdims=True)
     radius = np.linalg.norm(centred, axis=-1).max(axis=-1, keepdims=True)[..., None]
     if np.any(radius == 0):
         raise CalipError("normalize_unit_sphere: a cloud has zero extent (all its points are identical)")
-    return (centred / radius).astype(points.dtype, copy=False)
+    return (centred / radius).astype(np.result_type(points.dtype, np.float32), copy=False)
 
 
 def to_y_up(points: np.ndarray, up_axis: str = "y") -> np.ndarray:
-    """Express `[..., P, 3]` in the y-up convention of the datasets (ModelNet h5/resampled, ScanObjectNN).
+    """Express `[..., P, 3]` in the y-up convention of the datasets (ModelNet, ScanObjectNN).
 
-    up_axis="y" returns the points unchanged. up_axis="z" rotates by -90 degrees about x: (x, y, z) -> (x, z, -y).
-    This is a proper rotation (no mirroring): +z (up) becomes +y, and -y (the front of a z-up model, as in Blender's
-    front view) becomes +z (the front in the y-up OpenGL convention), so a z-up object stands upright facing the viewer.
+    up_axis="y" returns the points unchanged; "z" rotates by -90 degrees about x: (x, y, z) -> (x, z, -y).
+    That is a proper rotation (no mirroring): +z (up) becomes +y, and -y (the front of a z-up model, as
+    in Blender's front view) becomes +z (the front in the y-up OpenGL convention), so a z-up object
+    stands upright, facing the viewer.
     """
     points = _check_cloud_array(points, "to_y_up")
-    if up_axis not in UP_AXES:
-        raise CalipError(f"unknown up axis {up_axis!r}; expected one of {', '.join(UP_AXES)}")
+    check_up_axis(up_axis)
     if up_axis == "y":
         return points
     return np.stack([points[..., 0], points[..., 2], -points[..., 1]], axis=-1)

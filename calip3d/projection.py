@@ -406,7 +406,8 @@ class RealisticProjector(_MultiViewProjector):
         for size, sigma in zip(self.smooth_size, (self.sigma_z, self.sigma_xy, self.sigma_xy)):
             offsets = torch.arange(size, dtype=dtype, device=device) - size // 2
             axes.append(torch.exp(-offsets ** 2 / (2 * sigma ** 2)))
-        kernel = axes[0][:, None, None] * axes[1][None, :, None] * axes[2][None, None, :]
+        plane = axes[1][:, None] * axes[2][None, :]
+        kernel = axes[0][:, None, None] * (plane / plane.sum())  # normalised in x, y first, as the released code
         return kernel / kernel.sum()
 
     def smooth(self, grid: torch.Tensor) -> torch.Tensor:

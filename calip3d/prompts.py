@@ -1,4 +1,4 @@
-"""Text prompts per class: CoOp's hand-crafted templates, CALIP's ImageNet ensemble, PointCLIP's 3D prompts, files.
+"""Text prompts per class: CoOp's templates, CALIP's ImageNet ensemble, PointCLIP's 3D prompts, JSON files.
 
 Class names go into prompts with `_` replaced by a space (`flower_pot` -> "flower pot", `Apply_Eye_Makeup` ->
 "Apply Eye Makeup"), as CoOp's ZeroshotCLIP and PointCLIP do. A template holds exactly one `{}`.
@@ -53,7 +53,7 @@ PROMPT_SPECS = ("default", "single", "ensemble")
 
 @dataclass
 class PromptSet:
-    """`prompts[k]` lists the full sentences for class k; `templates` is None for per-class prompt files (CuPL)."""
+    """`prompts[k]`: the full sentences for class k; `templates` is None for per-class files (CuPL)."""
 
     prompts: list[list[str]]
     description: str
@@ -77,7 +77,7 @@ def validate_template(template: Any, source: str) -> str:
 
 
 def from_templates(classnames: Sequence[str], templates: Sequence[str], description: str) -> PromptSet:
-    """Every template filled with every class name: prompts[k] = [t.replace('{}', name_k) for t in templates]."""
+    """Every template filled with every class: prompts[k] = [t.replace('{}', name_k) for t in templates]."""
     if not classnames:
         raise CalipError("no class names to build prompts for")
     if not templates:
@@ -89,17 +89,19 @@ def from_templates(classnames: Sequence[str], templates: Sequence[str], descript
 
 def _single(dataset: str, classnames: Sequence[str]) -> PromptSet:
     if is_pointcloud_dataset(dataset):
-        return from_templates(classnames, [POINTCLOUD_ZS_TEMPLATE], f"pointclip-zs: '{POINTCLOUD_ZS_TEMPLATE}'")
+        template = POINTCLOUD_ZS_TEMPLATE
+        return from_templates(classnames, [template], f"pointclip-zs: '{template}'")
     template = COOP_TEMPLATES[resolve_image_dataset(dataset)]
     return from_templates(classnames, [template], f"coop-single: '{template}'")
 
 
 def _ensemble(classnames: Sequence[str]) -> PromptSet:
-    return from_templates(classnames, IMAGENET_ENSEMBLE, f"calip-ensemble: {len(IMAGENET_ENSEMBLE)} ImageNet templates")
+    description = f"calip-ensemble: {len(IMAGENET_ENSEMBLE)} ImageNet templates"
+    return from_templates(classnames, IMAGENET_ENSEMBLE, description)
 
 
 def _per_class(classnames: Sequence[str], table: dict[str, Any], description: str) -> PromptSet:
-    """CuPL-style {classname: [prompt, ...]}; keys match the raw name, its prompt form, or either case-insensitively."""
+    """CuPL-style {classname: [prompt, ...]}; a key matches the raw name or its prompt form, ignoring case."""
     by_norm: dict[str, str] = {}
     for key in table:
         by_norm.setdefault(prompt_classname(key).strip().lower(), key)
@@ -111,19 +113,23 @@ def _per_class(classnames: Sequence[str], table: dict[str, Any], description: st
             missing.append(cname)
             continue
         sentences = table[key]
-        if not isinstance(sentences, list) or not sentences or not all(isinstance(s, str) and s for s in sentences):
-            raise CalipError(f"{description}: prompts for '{key}' must be a non-empty list of non-empty strings")
+        is_list = isinstance(sentences, list) and len(sentences) > 0
+        if not is_list or not all(isinstance(s, str) and s for s in sentences):
+            raise CalipError(f"{description}: prompts for '{key}' must be a non-empty list of "
+                             "non-empty strings")
         prompts.append(list(sentences))
     if missing:
-        shown = ", ".join(repr(m) for m in missing[:20]) + (f" and {len(missing) - 20} more" if len(missing) > 20 else "")
-        raise CalipError(f"{description}: no prompts for {len(missing)} of {len(classnames)} classes: {shown}")
+        shown = ", ".join(repr(m) for m in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        raise CalipError(f"{description}: no prompts for {len(missing)} of {len(classnames)} classes: "
+                         f"{shown}")
     return PromptSet(prompts=prompts, description=description, templates=None)
 
 
 def _from_file(spec: str, classnames: Sequence[str]) -> PromptSet:
     path = os.path.abspath(os.path.expanduser(spec))
     if not os.path.isfile(path):
-        raise CalipError(f"prompt spec '{spec}' is not one of {', '.join(PROMPT_SPECS)} and no file {path} exists")
+        raise CalipError(f"prompt spec '{spec}' is not one of {', '.join(PROMPT_SPECS)} "
+                         f"and no file {path} exists")
     with open(path, "rb") as fh:
         raw = fh.read()
     description = f"file:{path} (sha256 {hashlib.sha256(raw).hexdigest()})"
@@ -143,9 +149,10 @@ def _from_file(spec: str, classnames: Sequence[str]) -> PromptSet:
 def build_prompts(dataset: str, classnames: Sequence[str], spec: str = "default") -> PromptSet:
     """Prompts for `classnames` of `dataset` by `spec`.
 
-    spec: `default` (CoOp's single template; ImageNet -> the 7-template CALIP ensemble; point clouds -> PointCLIP's
-    zero-shot template), `single` (CoOp's template / PointCLIP's zero-shot one), `ensemble` (the 7 templates), or a
-    JSON file path holding a list of templates or a CuPL dict {classname: [full prompts]} covering every class.
+    spec: `default` (CoOp's single template; ImageNet -> the 7-template CALIP ensemble; point clouds ->
+    PointCLIP's zero-shot template), `single` (CoOp's template / PointCLIP's zero-shot one), `ensemble` (the 7
+    templates), or a JSON file: a list of templates, or a CuPL dict {classname: [full prompts]} covering every
+    class (extra keys are ignored).
     """
     if spec == "ensemble" or (spec == "default" and not is_pointcloud_dataset(dataset)
                               and resolve_image_dataset(dataset) == "imagenet"):

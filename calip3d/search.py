@@ -233,7 +233,7 @@ def _beta_rows(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: t
     cross = -c / torch.where(nonzero, d2, torch.ones_like(d2))  # beta3 where the pair's margin changes sign
     inf = torch.full_like(c, math.inf)
     lower = torch.where(d2 > 0, cross, -inf)
-    upper = torch.where(d2 < 0, cross, torch.where(c > 0, inf, -inf))
+    upper = torch.where(d2 < 0, cross, torch.where(nonzero | (c > 0), inf, -inf))
     # A pair is ambiguous where its margin at the grid point nearest the crossing is within tolerance.
     right = torch.searchsorted(g3, cross).clamp(max=s3 - 1)
     gap = torch.minimum((cross - g3[right]).abs(), (cross - g3[(right - 1).clamp(min=0)]).abs())

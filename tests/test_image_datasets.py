@@ -1,4 +1,4 @@
-"""CoOp-layout image loaders: the real Caltech101 split, and tiny layouts written in each dataset's CoOp format."""
+"""CoOp-layout image loaders: the real Caltech101 split, and tiny layouts in each dataset's CoOp format."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def write_jpg(path: Path, value: int) -> None:
 
 
 def write_coop_json_layout(root: Path, folder: str, image_dir: str, split_file: str) -> dict:
-    """Two images per class per split (in class folders), and the CoOp split json; returns the json content."""
+    """Two images per class per split (in class folders) and the CoOp split json; returns the json."""
     split = {}
     for s, offset in (("train", 0), ("val", 10), ("test", 20)):
         entries = []
@@ -61,14 +61,15 @@ def write_coop_json_layout(root: Path, folder: str, image_dir: str, split_file: 
     return split
 
 
-# ---------------------------------------------------------------------------------------------- real Caltech101
+# ------------------------------------------------------------------------------------------ real Caltech101
 
 
 @pytest.mark.parametrize("split,count", [("train", 4128), ("val", 1649), ("test", 2465)])
 def test_caltech101_real_split(caltech_root: Path, split: str, count: int) -> None:
     result = load_image_split("caltech101", caltech_root, split)
     raw = json.loads((caltech_root / "caltech-101" / "split_zhou_Caltech101.json").read_text())
-    image_dir = os.path.join(os.path.abspath(caltech_root), "caltech-101", "101_ObjectCategories")
+    caltech = os.path.join(os.path.abspath(caltech_root), "caltech-101")
+    image_dir = os.path.join(caltech, "101_ObjectCategories")
 
     assert result.dataset == "caltech101" and result.split == split
     assert len(result.classnames) == 100
@@ -79,7 +80,7 @@ def test_caltech101_real_split(caltech_root: Path, split: str, count: int) -> No
     assert result.classnames[:5] == ["face", "leopard", "motorbike", "accordion", "airplane"]
     for path, _ in result.items[::97] + result.items[-1:]:
         assert os.path.isfile(path), path
-    assert result.split_file == os.path.join(os.path.abspath(caltech_root), "caltech-101", "split_zhou_Caltech101.json")
+    assert result.split_file == os.path.join(caltech, "split_zhou_Caltech101.json")
 
 
 def test_image_file_dataset_loads_real_images(caltech_root: Path) -> None:
@@ -120,7 +121,7 @@ def test_unreadable_images_raise_or_are_skipped(caltech_root: Path, tmp_path: Pa
     assert images.numel() == 0 and labels.numel() == 0 and indices.numel() == 0
 
 
-# ---------------------------------------------------------------------------------------------- fake layouts
+# ------------------------------------------------------------------------------------------ fake layouts
 
 
 @pytest.mark.parametrize("name", sorted(COOP_JSON_LAYOUTS))
@@ -130,7 +131,8 @@ def test_coop_json_layouts(tmp_path: Path, name: str) -> None:
     for split in ("train", "val", "test"):
         result = load_image_split(name, tmp_path, split)
         assert result.classnames == FAKE_CLASSES
-        assert result.items == [(os.path.join(tmp_path, folder, image_dir, rel), label) for rel, label, _ in raw[split]]
+        expected = [(os.path.join(tmp_path, folder, image_dir, rel), label) for rel, label, _ in raw[split]]
+        assert result.items == expected
         assert result.split_file == os.path.join(tmp_path, folder, split_file)
         assert all(os.path.isfile(path) for path, _ in result.items)
 
@@ -186,7 +188,8 @@ def test_fgvc_aircraft_layout(tmp_path: Path) -> None:
     for split, rows in lines.items():
         result = load_image_split("fgvcaircraft", tmp_path, split)
         assert result.classnames == variants
-        assert result.items == [(os.path.join(root, "images", f"{i}.jpg"), variants.index(v)) for i, v in rows]
+        expected = [(os.path.join(root, "images", f"{i}.jpg"), variants.index(v)) for i, v in rows]
+        assert result.items == expected
         assert result.split_file == os.path.join(root, f"images_variant_{split}.txt")
 
     (root / "images_variant_val.txt").write_text("0062765 Concorde\n")
@@ -194,7 +197,7 @@ def test_fgvc_aircraft_layout(tmp_path: Path) -> None:
         load_image_split("fgvc_aircraft", tmp_path, "val")
 
 
-# ---------------------------------------------------------------------------------------------- errors
+# ------------------------------------------------------------------------------------------ errors
 
 
 @pytest.mark.parametrize("name", sorted(IMAGE_DATASETS))
@@ -242,7 +245,8 @@ def test_missing_images_and_bad_json(tmp_path: Path) -> None:
     ("Caltech-101", "caltech101"), ("caltech_101", "caltech101"), ("OxfordPets", "oxford_pets"),
     ("oxfordpets", "oxford_pets"), ("stanfordcars", "stanford_cars"), ("flowers102", "oxford_flowers"),
     ("OxfordFlowers", "oxford_flowers"), ("food-101", "food101"), ("fgvcaircraft", "fgvc_aircraft"),
-    ("FGVCAircraft", "fgvc_aircraft"), ("SUN397", "sun397"), ("DescribableTextures", "dtd"), ("EuroSAT", "eurosat"),
+    ("FGVCAircraft", "fgvc_aircraft"), ("SUN397", "sun397"), ("DescribableTextures", "dtd"),
+    ("EuroSAT", "eurosat"),
     ("UCF-101", "ucf101"), ("ImageNet", "imagenet"), ("imagenet-1k", "imagenet"),
 ])
 def test_aliases(alias: str, key: str) -> None:

@@ -1,15 +1,15 @@
-"""The 11 CoOp image datasets in CoOp's layout (CoOp's DATASETS.md), and a torch Dataset over their image files.
+"""The 11 CoOp image datasets in CoOp's layout (CoOp's DATASETS.md), and a torch Dataset over their images.
 
 Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.py`):
 
-- Split JSON `split_zhou_<Name>.json` = `{"train"|"val"|"test": [[relpath, label, classname], ...]}`, relpath relative
-  to the dataset's image folder (for StanfordCars the dataset folder itself). Class names are the json's, ordered by
-  label (Dassl's `get_lab2cname`). They are used as written: CoOp wrote its renamed names into the json when it made
-  the split (EuroSAT "Annual Crop Land", Caltech101 "face", UCF101 "Apply_Eye_Makeup"; prompts later replace `_`
-  with a space). EuroSAT's raw folder names ("AnnualCrop") are mapped to CoOp's names in case a json carries them;
-  on CoOp's own json that mapping changes nothing.
-- ImageNet: `imagenet/classnames.txt` lines `n01440764 tench` (CoOp's file); labels follow the sorted wnid folder
-  names, as CoOp's `ImageNet.read_data` does. CoOp uses ImageNet's val set as its test set and has no separate val
+- Split JSON `split_zhou_<Name>.json` = `{"train"|"val"|"test": [[relpath, label, classname], ...]}`, relpath
+  relative to the dataset's image folder (for StanfordCars the dataset folder itself). Class names are the
+  json's, ordered by label (Dassl's `get_lab2cname`), used as written: CoOp wrote its renamed names into the
+  json when it made the split (EuroSAT "Annual Crop Land", Caltech101 "face", UCF101 "Apply_Eye_Makeup";
+  prompts later replace `_` with a space). EuroSAT's raw folder names ("AnnualCrop") are mapped to CoOp's
+  names in case a json carries them; on CoOp's own json that mapping changes nothing.
+- ImageNet: `imagenet/classnames.txt` lines `n01440764 tench` (CoOp's file); labels follow the sorted wnids,
+  as in CoOp's `ImageNet.read_data`. CoOp uses ImageNet's val set as its test set and has no separate val
   split: here `test` and `val` both read `images/val/`; the caller decides whether tuning on it is acceptable.
 - FGVCAircraft: no json; `images_variant_{train,val,test}.txt` lines `<imageid> <variant name>`, image
   `images/<imageid>.jpg`, class order = the lines of `variants.txt`.
@@ -51,7 +51,7 @@ class ImageDatasetSpec:
 
 @dataclass
 class ImageSplit:
-    """One split of a dataset: `items` are (absolute image path, label); `classnames[label]` names the class."""
+    """One split: `items` are (absolute image path, label); `classnames[label]` names the class."""
 
     dataset: str
     split: str
@@ -76,7 +76,8 @@ EUROSAT_CLASSNAMES = {
 
 
 def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str, source: str,
-               aliases: tuple[str, ...] = (), classname_map: dict[str, str] | None = None) -> ImageDatasetSpec:
+               aliases: tuple[str, ...] = (),
+               classname_map: dict[str, str] | None = None) -> ImageDatasetSpec:
     split_file = f"split_zhou_{coop_name}.json"
     lines = [f"{folder}/"] + [f"|-- {line}" for line in tree.splitlines()] + [f"`-- {split_file}"]
     return ImageDatasetSpec(
@@ -89,15 +90,15 @@ def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str
 
 _SPECS = [
     ImageDatasetSpec(
-        name="imagenet", coop_name="ImageNet", folder="imagenet", image_dir="images", split_file="classnames.txt",
-        fmt="imagenet",
+        name="imagenet", coop_name="ImageNet", folder="imagenet", image_dir="images",
+        split_file="classnames.txt", fmt="imagenet",
         layout="imagenet/\n"
                "|-- classnames.txt          lines 'n01440764 tench' (CoOp's file)\n"
                "`-- images/\n"
                "    |-- train/n01440764/*.JPEG   (1,000 wnid folders)\n"
                "    `-- val/n01440764/*.JPEG     (val images sorted into the same wnid folders)",
-        source="ILSVRC-2012 train and val from https://image-net.org (sort val into wnid folders, e.g. with the "
-               f"common valprep.sh); classnames.txt from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
+        source="ILSVRC-2012 train and val from https://image-net.org (sort val into wnid folders, e.g. "
+               f"with the common valprep.sh); classnames.txt from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
         aliases=("imagenet1k", "in1k", "ilsvrc2012"),
     ),
     _json_spec("caltech101", "Caltech101", "caltech-101", "101_ObjectCategories",
@@ -106,13 +107,15 @@ _SPECS = [
                aliases=("caltech",)),
     _json_spec("oxford_pets", "OxfordPets", "oxford_pets", "images",
                "images/<Breed>_NNN.jpg\nannotations/              (not read by calip3d)",
-               "images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, https://www.robots.ox.ac.uk/~vgg/data/pets/)",
+               "images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, "
+               "https://www.robots.ox.ac.uk/~vgg/data/pets/)",
                aliases=("pets", "oxford_iiit_pet")),
     _json_spec("stanford_cars", "StanfordCars", "stanford_cars", "",
-               "cars_train/NNNNN.jpg\ncars_test/NNNNN.jpg\ndevkit/, cars_test_annos_withlabels.mat   (not read)",
-               "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat (Stanford Cars, "
-               "http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, mirrors are "
-               "discussed in pytorch/vision#7545)",
+               "cars_train/NNNNN.jpg\ncars_test/NNNNN.jpg\n"
+               "devkit/, cars_test_annos_withlabels.mat   (not read)",
+               "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat (Stanford "
+               "Cars, http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, "
+               "mirrors are discussed in pytorch/vision#7545)",
                aliases=("cars",)),
     _json_spec("oxford_flowers", "OxfordFlowers", "oxford_flowers", "jpg",
                "jpg/image_NNNNN.jpg\nimagelabels.mat, cat_to_name.json   (not read)",
@@ -129,14 +132,15 @@ _SPECS = [
                "|-- images/<imageid>.jpg\n"
                "|-- variants.txt                 one variant name per line (class order)\n"
                "`-- images_variant_{train,val,test}.txt   lines '<imageid> <variant name>'",
-        source="fgvc-aircraft-2013b.tar.gz (FGVC-Aircraft, https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/); "
-               "keep its data/ folder and rename it to fgvc_aircraft/ (no CoOp json for this dataset)",
+        source="fgvc-aircraft-2013b.tar.gz (FGVC-Aircraft, "
+               "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/); keep its data/ folder and rename it "
+               "to fgvc_aircraft/ (no CoOp json for this dataset)",
         aliases=("aircraft",),
     ),
     _json_spec("sun397", "SUN397", "sun397", "SUN397",
                "SUN397/<letter>/<scene>/sun_*.jpg",
-               "SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original URLs are "
-               "reported dead in CoOp #90)",
+               "SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original "
+               "URLs are reported dead in CoOp #90)",
                aliases=("sun",)),
     _json_spec("dtd", "DescribableTextures", "dtd", "images",
                "images/<texture>/<texture>_NNNN.jpg\nimdb/, labels/   (not read)",
@@ -169,7 +173,7 @@ _ALIASES: dict[str, str] = {
 
 
 def resolve_image_dataset(name: str) -> str:
-    """The registry key for `name`, ignoring case, `-`, `_` and spaces (`Caltech-101`, `OxfordPets`, `flowers102`)."""
+    """The registry key for `name`, ignoring case, `-`, `_` and spaces (`Caltech-101`, `flowers102`)."""
     key = _ALIASES.get(_norm(name))
     if key is None:
         raise CalipError(f"unknown image dataset '{name}'; expected one of: {', '.join(IMAGE_DATASETS)}")
@@ -197,7 +201,7 @@ def _need_dir(spec: ImageDatasetSpec, root: str, path: str, what: str) -> None:
 
 
 def _classnames_from_labels(pairs: Sequence[tuple[int, str]], source: str) -> list[str]:
-    """Class names ordered by label from (label, classname) pairs; labels must cover 0..K-1 with one name each."""
+    """Class names by label from (label, classname) pairs; labels must cover 0..K-1, one name each."""
     names: dict[int, str] = {}
     for label, cname in pairs:
         previous = names.setdefault(label, cname)
@@ -210,18 +214,23 @@ def _classnames_from_labels(pairs: Sequence[tuple[int, str]], source: str) -> li
 
 
 def _parse_entry(entry: Any, source: str, split: str, index: int) -> tuple[str, int, str]:
-    ok = isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str) and isinstance(entry[2], str)
+    ok = isinstance(entry, list) and len(entry) == 3
+    ok = ok and isinstance(entry[0], str) and isinstance(entry[2], str)
     if ok:
         try:
             label = int(entry[1])
         except (TypeError, ValueError):
             ok = False
     if not ok or label < 0:
-        raise CalipError(f"{source}: {split}[{index}] = {entry!r}; expected [relative path, label >= 0, classname]")
+        raise CalipError(f"{source}: {split}[{index}] = {entry!r}; "
+                         "expected [relative path, label >= 0, classname]")
     return entry[0], label, entry[2]
 
 
-def _read_coop_json(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+_Read = tuple[list[str], list[tuple[str, int]], str]  # classnames, items, split file
+
+
+def _read_coop_json(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> _Read:
     split_path = os.path.join(folder, spec.split_file)
     image_dir = os.path.join(folder, spec.image_dir)
     _need_file(spec, root, split_path, "split file")
@@ -232,7 +241,8 @@ def _read_coop_json(spec: ImageDatasetSpec, root: str, folder: str, split: str) 
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CalipError(f"cannot read split file {split_path}: {err}") from err
     if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in SPLITS):
-        raise CalipError(f"{split_path}: expected a JSON object with lists 'train', 'val' and 'test' (CoOp format)")
+        raise CalipError(f"{split_path}: expected a JSON object with lists 'train', 'val' and 'test' "
+                         "(CoOp format)")
     parsed = {s: [_parse_entry(e, split_path, s, i) for i, e in enumerate(data[s])] for s in SPLITS}
     pairs = [(label, spec.classname_map.get(cname, cname)) for s in SPLITS for _, label, cname in parsed[s]]
     classnames = _classnames_from_labels(pairs, split_path)
@@ -244,7 +254,7 @@ def _list_images(folder: str) -> list[str]:
     return sorted(e.name for e in os.scandir(folder) if e.is_file() and not e.name.startswith("."))
 
 
-def _read_imagenet(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+def _read_imagenet(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> _Read:
     names_path = os.path.join(folder, spec.split_file)
     _need_file(spec, root, names_path, "class-name file")
     wnid_to_name: dict[str, str] = {}
@@ -254,15 +264,17 @@ def _read_imagenet(spec: ImageDatasetSpec, root: str, folder: str, split: str) -
             if parts == [""]:
                 continue
             if len(parts) != 2 or not parts[1].strip() or parts[0] in wnid_to_name:
-                raise CalipError(f"{names_path}:{lineno}: expected a new '<wnid> <class name>' line, got {line!r}")
+                raise CalipError(f"{names_path}:{lineno}: expected a new '<wnid> <class name>' line, "
+                                 f"got {line!r}")
             wnid_to_name[parts[0]] = parts[1].strip()
     wnids = sorted(wnid_to_name)
     split_dir = os.path.join(folder, spec.image_dir, "train" if split == "train" else "val")
     _need_dir(spec, root, split_dir, f"{split} image folder")
     folders = sorted(e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith("."))
     if not folders:
-        raise _layout_error(spec, root, f"{split_dir} has no wnid folders (the ILSVRC-2012 val archive is flat: "
-                                        "sort its images into images/val/<wnid>/, e.g. with valprep.sh)")
+        raise _layout_error(spec, root, f"{split_dir} has no wnid folders (the ILSVRC-2012 val archive "
+                                        "is flat: sort its images into images/val/<wnid>/, e.g. with "
+                                        "valprep.sh)")
     unknown = [f for f in folders if f not in wnid_to_name]
     if unknown:
         raise CalipError(f"{split_dir}: folders {unknown[:5]} are not wnids listed in {names_path}")
@@ -275,7 +287,7 @@ def _read_imagenet(spec: ImageDatasetSpec, root: str, folder: str, split: str) -
     return [wnid_to_name[w] for w in wnids], items, names_path
 
 
-def _read_fgvc(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> tuple[list[str], list, str]:
+def _read_fgvc(spec: ImageDatasetSpec, root: str, folder: str, split: str) -> _Read:
     variants_path = os.path.join(folder, "variants.txt")
     split_path = os.path.join(folder, spec.split_file.format(split=split))
     image_dir = os.path.join(folder, spec.image_dir)
@@ -304,8 +316,9 @@ _READERS = {"coop-json": _read_coop_json, "imagenet": _read_imagenet, "fgvc": _r
 def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test") -> ImageSplit:
     """Read one split (`train`, `val` or `test`) of a CoOp dataset under `data_root`.
 
-    ImageNet's `test` and `val` are both `images/val/` (CoOp's convention). Raises `CalipError` with the expected
-    layout and the data source when a folder or split file is missing, or when the split's first image is absent.
+    ImageNet's `test` and `val` are both `images/val/` (CoOp's convention). Raises `CalipError` with the
+    expected layout and the data source when a folder or split file is missing, or when the split's first
+    image is absent.
     """
     spec = IMAGE_DATASETS[resolve_image_dataset(name)]
     if split not in SPLITS:
@@ -317,7 +330,8 @@ def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test
     if not items:
         raise CalipError(f"{spec.name}: the {split} split in {split_file} lists no images")
     _need_file(spec, root, items[0][0], f"first {split} image listed by {split_file}")
-    return ImageSplit(dataset=spec.name, split=split, classnames=classnames, items=items, split_file=split_file)
+    return ImageSplit(dataset=spec.name, split=split, classnames=classnames, items=items,
+                      split_file=split_file)
 
 
 class ImageFileDataset(Dataset):
@@ -348,10 +362,11 @@ class ImageFileDataset(Dataset):
         return self.transform(rgb), label, index
 
 
-def collate_skip_bad(batch: Sequence[tuple[Any, int, int] | None]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Collate `ImageFileDataset` items, dropping None (unreadable files): images [B, ...], labels [B], indices [B].
-
-    B counts the readable items only; the skipped ones are the dataset indices missing from `indices`.
+def collate_skip_bad(
+    batch: Sequence[tuple[Any, int, int] | None],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Collate `ImageFileDataset` items, dropping None (unreadable files): images [B, ...], labels [B],
+    indices [B], where B counts the readable items; the skipped ones are the indices missing from `indices`.
     """
     kept = [item for item in batch if item is not None]
     if not kept:

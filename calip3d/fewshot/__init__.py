@@ -1,0 +1,1 @@
+"""Few-shot classification on cached frozen CLIP features: CALIP-FS training, baselines and checkpoints."""

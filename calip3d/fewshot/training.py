@@ -1,0 +1,331 @@
+"""Training small heads on cached features (CALIP-FS, Tip-Adapter-F, PointCLIP's adapter), and checkpoints.
+
+`train_classifier` is generic: `module(*inputs, text) -> logits [B, K]`, where `inputs` is a tuple of tensors that
+share their first axis (e.g. `(global [N, D], spatial [N, N_tok, D])` for CALIP-FS). Augmentation is the caller's
+job (encode augmented copies and pass them as extra rows).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from calip3d.errors import CalipError
+from calip3d.metrics import topk_accuracy
+
+CHECKPOINT_FORMAT = "calip3d-fewshot"
+CHECKPOINT_VERSION = 1
+
+# Starting point for CALIP-FS; epochs, lr and weight decay are meant to be chosen on the validation shots
+# (docs/calip_fs.md). The paper's settings are unknown.
+CALIP_FS_DEFAULTS: dict[str, Any] = {
+    "epochs": 100,
+    "lr": 1e-3,
+    "batch_size": 32,
+    "weight_decay": 1e-4,
+    "label_smoothing": 0.1,
+    "optimizer": "adamw",
+    "schedule": "cosine",
+    "warmup_epochs": 0,
+}
+
+Inputs = torch.Tensor | Sequence[torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class EpochRecord(NamedTuple):
+    """One row of the training history. Epoch 0 is the untrained module (eval mode, whole train set); later
+    rows give the mean minibatch loss and train accuracy (percent, train mode) of that epoch and the val accuracy
+    after it (NaN without val data)."""
+
+    epoch: int
+    loss: float
+    train_acc: float
+    val_acc: float
+
+
+@dataclass
+class TrainResult:
+    """`state_dict` is the best-on-val one (CPU copies), already loaded into the module; ties go to the earlier
+    epoch; without val data the last epoch is kept."""
+
+    best_epoch: int
+    best_val_acc: float
+    history: list[EpochRecord]
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+    seconds: float
+
+
+def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
+    """Label-smoothed cross-entropy as in DGCNN / PointCLIP: true class `1 - eps`, each other class `eps / (K - 1)`
+    (unlike `F.cross_entropy(label_smoothing=eps)`, which spreads eps over all K classes). Mean over the batch."""
+    k = logits.shape[1]
+    target = torch.full_like(logits, eps / max(1, k - 1))
+    target.scatter_(1, labels.view(-1, 1), 1.0 - eps)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def _as_inputs(inputs: Inputs, what: str) -> tuple[torch.Tensor, ...]:
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise CalipError(f"{what} must be a tensor or a tuple of tensors")
+    n = tensors[0].shape[0]
+    if any(t.shape[0] != n for t in tensors):
+        raise CalipError(f"{what}: tensors disagree on the number of samples: {[tuple(t.shape) for t in tensors]}")
+    return tensors
+
+
+def _as_labels(labels: torch.Tensor, n: int, what: str) -> torch.Tensor:
+    labels = torch.as_tensor(labels).long().view(-1)
+    if labels.numel() != n:
+        raise CalipError(f"{what}: {labels.numel()} labels for {n} samples")
+    return labels
+
+
+@torch.no_grad()
+def predict(module: nn.Module, inputs: Inputs, text: torch.Tensor, batch_size: int = 256,
+            device: str | torch.device = "cpu") -> torch.Tensor:
+    """Logits `[N, K]` (float32, CPU) of `module(*inputs, text)` in eval mode, `batch_size` rows at a time.
+    The module's train/eval mode is restored afterwards."""
+    tensors = _as_inputs(inputs, "inputs")
+    was_training = module.training
+    module.eval()
+    text = text.to(device)
+    try:
+        out = [module(*(t[i:i + batch_size].to(device) for t in tensors), text).float().cpu()
+               for i in range(0, tensors[0].shape[0], batch_size)]
+    finally:
+        module.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, text.shape[0])
+
+
+def _lr_at(step: int, total: int, warmup: int, lr: float, warmup_lr: float, schedule: str) -> float:
+    """Constant `warmup_lr` for the first `warmup` steps, then `lr` (constant) or cosine from `lr` to 0."""
+    if step < warmup:
+        return warmup_lr
+    if schedule == "constant":
+        return lr
+    return 0.5 * lr * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float, momentum: float,
+                    adam_eps: float) -> torch.optim.Optimizer:
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, eps=adam_eps)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise CalipError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+def train_classifier(
+    module: nn.Module,
+    train_inputs: Inputs,
+    train_labels: torch.Tensor,
+    val_inputs: Inputs | None,
+    val_labels: torch.Tensor | None,
+    text: torch.Tensor,
+    epochs: int = CALIP_FS_DEFAULTS["epochs"],
+    lr: float = CALIP_FS_DEFAULTS["lr"],
+    batch_size: int = CALIP_FS_DEFAULTS["batch_size"],
+    weight_decay: float = CALIP_FS_DEFAULTS["weight_decay"],
+    label_smoothing: float = CALIP_FS_DEFAULTS["label_smoothing"],
+    seed: int = 0,
+    optimizer: str = CALIP_FS_DEFAULTS["optimizer"],
+    schedule: str = CALIP_FS_DEFAULTS["schedule"],
+    warmup_epochs: int = CALIP_FS_DEFAULTS["warmup_epochs"],
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    *,
+    warmup_lr: float = 1e-5,
+    momentum: float = 0.9,
+    adam_eps: float = 1e-8,
+    loss_fn: LossFn | None = None,
+    drop_last: bool = False,
+    eval_batch_size: int = 256,
+    desc: str = "training",
+) -> TrainResult:
+    """Train the module's trainable parameters with minibatches of `(train_inputs, train_labels)`.
+
+    Loss: `F.cross_entropy(logits, y, label_smoothing=label_smoothing)` unless `loss_fn(logits, y)` is given.
+    Learning rate per step: `warmup_epochs` epochs at `warmup_lr`, then cosine from `lr` to 0 (or constant).
+    Deterministic for a given seed on a given machine: shuffling uses a `torch.Generator(seed)` and dropout draws
+    from the global RNG reseeded with `seed` inside `torch.random.fork_rng` (the caller's RNG state is restored).
+    The val accuracy is measured after every epoch (and before training, as epoch 0); the best state is loaded
+    back into the module at the end.
+    """
+    train = _as_inputs(train_inputs, "train inputs")
+    y_train = _as_labels(train_labels, train[0].shape[0], "train inputs")
+    has_val = val_inputs is not None and val_labels is not None
+    val = _as_inputs(val_inputs, "val inputs") if has_val else ()
+    y_val = _as_labels(val_labels, val[0].shape[0], "val inputs") if has_val else None
+    if has_val and y_val.numel() == 0:
+        raise CalipError("the validation set is empty; pass val_inputs=None to keep the last epoch instead")
+    if int(epochs) < 1 or int(batch_size) < 1:
+        raise CalipError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if not lr > 0 or weight_decay < 0 or not 0 <= label_smoothing < 1 or int(warmup_epochs) < 0:
+        raise CalipError(f"bad training settings: lr={lr} (> 0), weight_decay={weight_decay} (>= 0), "
+                         f"label_smoothing={label_smoothing} (in [0, 1)), warmup_epochs={warmup_epochs} (>= 0)")
+    if schedule not in ("cosine", "constant"):
+        raise CalipError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
+    n = y_train.numel()
+    if n == 0:
+        raise CalipError("no training samples")
+    batches_per_epoch = n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
+    if loss_fn is None:
+        def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+
+    device = torch.device(device)
+    module.to(device)
+    text = text.to(device)
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise CalipError(f"{type(module).__name__} has no trainable parameters")
+    opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum, adam_eps)
+    total_steps, warmup_steps = epochs * batches_per_epoch, warmup_epochs * batches_per_epoch
+    generator = torch.Generator().manual_seed(int(seed))
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+
+    def evaluate() -> float:
+        if not has_val:
+            return float("nan")
+        return topk_accuracy(predict(module, val, text, eval_batch_size, device), y_val)
+
+    start = time.perf_counter()
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(int(seed))
+        train_logits = predict(module, train, text, eval_batch_size, device)
+        history = [EpochRecord(0, float(loss_fn(train_logits, y_train)), topk_accuracy(train_logits, y_train),
+                               evaluate())]
+        best_epoch, best_acc, best_state = 0, history[0].val_acc, _cpu_state(module)
+        step = 0
+        bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False,
+                   dynamic_ncols=True)
+        for epoch in bar:
+            module.train()
+            order = torch.randperm(n, generator=generator)[: batches_per_epoch * batch_size]
+            loss_sum, correct, seen = 0.0, 0.0, 0
+            for rows in order.split(batch_size):
+                for group in opt.param_groups:
+                    group["lr"] = _lr_at(step, total_steps, warmup_steps, lr, warmup_lr, schedule)
+                labels = y_train[rows].to(device)
+                logits = module(*(t[rows].to(device) for t in train), text)
+                loss = loss_fn(logits, labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                loss_sum += float(loss) * rows.numel()
+                correct += topk_accuracy(logits.detach(), labels) * rows.numel() / 100.0
+                seen += rows.numel()
+            record = EpochRecord(epoch, loss_sum / seen, 100.0 * correct / seen, evaluate())
+            history.append(record)
+            if not has_val or record.val_acc > best_acc:
+                best_epoch, best_acc, best_state = epoch, record.val_acc, _cpu_state(module)
+            bar.set_postfix(loss=f"{record.loss:.4f}", val=f"{record.val_acc:.2f}", best=f"{best_acc:.2f}")
+        bar.close()
+    module.load_state_dict(best_state)
+    module.eval()
+    return TrainResult(best_epoch, best_acc, history, best_state, time.perf_counter() - start)
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _plain(value: Any, what: str) -> Any:
+    """A JSON round trip: tuples become lists; anything not JSON-able is a user error."""
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError) as err:
+        raise CalipError(f"{what} must hold only plain values (str, int, float, bool, None, lists, dicts): {err}") \
+            from None
+
+
+def _difference(key: str, found: Any, expected: Any) -> str:
+    if isinstance(found, list) and isinstance(expected, list):
+        if len(found) != len(expected):
+            return f"{key}: the checkpoint has {len(found)} entries, expected {len(expected)}"
+        i = next(i for i, (a, b) in enumerate(zip(found, expected)) if a != b)
+        return f"{key}: entry {i} is {found[i]!r} in the checkpoint, expected {expected[i]!r}"
+    return f"{key}: the checkpoint has {found!r}, expected {expected!r}"
+
+
+def save_checkpoint(path: str | Path, module: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write `{format, version, state_dict, config: module.describe(), meta}` with `torch.save` (atomically).
+
+    `meta` should name what the weights depend on: backbone name and weights id, class names, dataset, views,
+    shots, seed. Only plain values are accepted, so the file loads with `weights_only=True`."""
+    describe = getattr(module, "describe", None)
+    if describe is None:
+        raise CalipError(f"{type(module).__name__} has no describe() method; cannot record its configuration")
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "state_dict": _cpu_state(module),
+        "config": _plain(describe(), "the module configuration"),
+        "meta": _plain(meta, "checkpoint meta"),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, expected_meta: dict[str, Any] | None = None,
+                    module: nn.Module | None = None) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`; returns `{format, version, state_dict, config, meta}`.
+
+    Every key of `expected_meta` must equal the stored meta (after the same plain-value normalisation), else a
+    `CalipError` names each differing key. With `module`, its `describe()` must match the stored config and the
+    weights are loaded into it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CalipError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for foreign or damaged files
+        raise CalipError(f"{path} is not a readable calip3d checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CalipError(f"{path} is not a calip3d few-shot checkpoint (no '{CHECKPOINT_FORMAT}' header)")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CalipError(f"{path} has checkpoint version {state.get('version')}, this calip3d reads "
+                         f"{CHECKPOINT_VERSION}")
+    stored = state.get("meta", {})
+    if expected_meta:
+        wanted = _plain(expected_meta, "expected meta")
+        diffs = [f"{k}: missing in the checkpoint, expected {v!r}" if k not in stored else
+                 _difference(k, stored[k], v) for k, v in wanted.items() if k not in stored or stored[k] != v]
+        if diffs:
+            raise CalipError(f"checkpoint {path} was made for another setup:\n  " + "\n  ".join(diffs))
+    if module is not None:
+        config = _plain(module.describe(), "the module configuration")
+        diffs = [_difference(k, state["config"].get(k), v) for k, v in config.items() if state["config"].get(k) != v]
+        if diffs:
+            raise CalipError(f"checkpoint {path} holds a differently configured module:\n  " + "\n  ".join(diffs))
+        try:
+            module.load_state_dict(state["state_dict"])
+        except RuntimeError as err:
+            raise CalipError(f"checkpoint {path} does not fit {type(module).__name__}: {err}") from None
+    return state

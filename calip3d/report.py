@@ -1,0 +1,80 @@
+"""Results: the stdout table, the JSON file and its provenance block.
+
+JSON schema (`calip3d.eval/1`)::
+
+    {
+      "schema": "calip3d.eval/1",
+      "dataset": str, "split": str, "num_samples": int, "num_classes": int,
+      "<method>": {                       # one entry per method, e.g. clip, calip_paper, calip_tuned, calip_oracle
+        "top1": float, "top5": float,     # percent
+        "betas": [b1, b2, b3] | null,     # null for plain CLIP / PointCLIP
+        "betas_source": str,              # where the betas came from ("oracle" when tuned on test labels)
+        "view_weights": [...], "view_weights_source": str,   # 3D only
+        "oracle": bool, ...
+      },
+      "methods": [names in table order],
+      "provenance": {...}                 # library versions, model, weights, templates, split file, temperature, ...
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "calip3d.eval/1"
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for module in ("calip3d", "torch", "open_clip", "numpy", "h5py", "scipy"):
+        try:
+            versions[module] = str(__import__(module).__version__)
+        except Exception:  # noqa: BLE001 - a missing optional library is just not reported
+            continue
+    return versions
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    return {"versions": library_versions(), "command": " ".join(sys.argv),
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A fixed-width table: method, top-1, top-5, betas and where they came from."""
+    rows = [("method", "top-1", "top-5", "betas", "source")]
+    for name in result["methods"]:
+        entry = result[name]
+        betas = entry.get("betas")
+        beta_text = "-" if betas is None else ",".join(f"{b:g}" for b in betas)
+        source = entry.get("betas_source") or entry.get("view_weights_source") or ""
+        if entry.get("view_weights") is not None and entry.get("betas") is not None:
+            source = f"{source}; views: {entry.get('view_weights_source', '')}"
+        label = f"{name} (ORACLE)" if entry.get("oracle") else name
+        rows.append((label, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}", beta_text, source))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"{result['dataset']} / {result['split']}: {result['num_samples']} samples, "
+             f"{result['num_classes']} classes"]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(widths[j]) if j < 4 else cell for j, cell in enumerate(row)))
+        if i == 0:
+            lines.append("-" * (sum(widths) + 8 + max(len(r[4]) for r in rows)))
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=2, default=str)
+        handle.write("\n")
+    os.replace(tmp, path)
+    return path

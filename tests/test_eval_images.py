@@ -1,0 +1,117 @@
+"""`python -m calip3d.eval` on the real Caltech101 split with a tiny model (config JSON + checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from calip3d.eval import main
+from calip3d.features import TermCache, Terms
+from calip3d.metrics import topk_accuracy
+from tiny_models import write_tiny
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_tiny(tmp_path_factory.mktemp("tiny"), "resnet", seed=1)
+
+
+def _argv(tiny, caltech_root, tmp_path, *extra):
+    config, checkpoint = tiny
+    return ["--dataset", "caltech101", "--data-root", str(caltech_root), "--backbone", str(config),
+            "--pretrained", str(checkpoint), "--limit", "40", "--tune-limit", "30", "--workers", "0",
+            "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out.json"), *extra]
+
+
+def test_cli_end_to_end_subprocess(tiny, caltech_root, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "calip3d.eval", *_argv(tiny, caltech_root, tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["num_samples"] == 40 and result["num_classes"] == 100
+    assert result["methods"] == ["clip", "calip_paper", "calip_tuned"]
+    assert result["calip_paper"]["betas"] == [1.0, 5.0, 0.18]
+    assert "val" in result["calip_tuned"]["betas_source"] and not result["calip_tuned"]["oracle"]
+    assert result["calip_tuned"]["search"]["beta2_max"] >= 5.0  # covers the paper's Caltech101 beta2
+    prov = result["provenance"]
+    assert prov["split_file"].endswith("split_zhou_Caltech101.json")
+    assert "sha256:" in prov["backbone"]["weights"] and prov["temperature"] == 0.5
+    assert "torch" in prov["versions"] and "a photo of a {}." in prov["templates"]
+    for name in result["methods"]:
+        assert 0.0 <= result[name]["top1"] <= result[name]["top5"] <= 100.0
+    assert "clip" in proc.stdout and "calip_tuned" in proc.stdout
+
+
+def test_results_match_cached_terms_and_cache_is_reused(tiny, caltech_root, tmp_path):
+    assert main(_argv(tiny, caltech_root, tmp_path, "--tune-on", "test")) == 0
+    first = json.loads((tmp_path / "out.json").read_text())
+    assert first["provenance"]["cache"] == "miss"
+    assert first["calip_oracle"]["oracle"] and "ORACLE" in first["calip_oracle"]["betas_source"]
+    files = sorted((tmp_path / "cache").glob("terms-*.pt"))
+    assert len(files) == 2  # test slice and tuning set
+
+    # the reported numbers are the cached terms scored with the reported betas
+    blob = torch.load(files[0], weights_only=True)
+    terms = [Terms(**torch.load(f, weights_only=True)["tensors"]) for f in files]
+    test_terms = next(t for t in terms if len(t.labels) == 40)
+    b1, b2, b3 = first["calip_paper"]["betas"]
+    logits = 100 * (b1 * test_terms.clip + b2 * test_terms.visual_guided + b3 * test_terms.textual_blended)
+    assert first["calip_paper"]["top1"] == pytest.approx(topk_accuracy(logits, test_terms.labels, 1))
+    assert blob["format"] == 1
+
+    # a rerun that changes only betas is served from the cache
+    assert main(_argv(tiny, caltech_root, tmp_path, "--betas", "1,0.5,0.05")) == 0
+    second = json.loads((tmp_path / "out.json").read_text())
+    assert second["provenance"]["cache"] == "hit"
+    assert second["clip"] == first["clip"] and second["calip_paper"] == first["calip_paper"]
+    assert second["calip_user"]["betas"] == [1.0, 0.5, 0.05]
+
+    # a corrupt entry is detected and recomputed, never used
+    for f in files:
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    assert main(_argv(tiny, caltech_root, tmp_path)) == 0
+    third = json.loads((tmp_path / "out.json").read_text())
+    assert third["provenance"]["cache"] == "stale"
+    assert third["clip"] == first["clip"] and third["calip_paper"] == first["calip_paper"]
+
+
+def test_stale_entry_with_other_spec_is_not_used(tmp_path):
+    cache = TermCache(tmp_path)
+    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
+    spec = {"a": 1}
+    cache.save(spec, terms)
+    path = cache.path(spec)
+    blob = torch.load(path, weights_only=True)
+    blob["spec"] = {"a": 2}  # an entry written for something else under this name
+    torch.save(blob, path)
+    assert cache.load(spec) is None and cache.last_status == "stale" and not path.exists()
+    cache.save(spec, terms)
+    loaded = cache.load(spec)
+    assert cache.last_status == "hit" and torch.equal(loaded.clip, terms.clip)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--betas", "1,2"], "three numbers"),
+    (["--limit", "0"], "--limit must be >= 1"),
+    (["--templates", "/no/such.json"], "no/such.json"),
+])
+def test_user_mistakes_give_clear_errors(tiny, caltech_root, tmp_path, extra, message):
+    proc = subprocess.run([sys.executable, "-m", "calip3d.eval", *_argv(tiny, caltech_root, tmp_path, *extra)],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert message in proc.stderr
+
+
+def test_missing_dataset_prints_expected_layout(tiny, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "calip3d.eval", "--dataset", "oxford_pets", "--data-root",
+                           str(tmp_path), "--backbone", str(tiny[0]), "--pretrained", str(tiny[1])],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "split_zhou_OxfordPets.json" in proc.stderr
