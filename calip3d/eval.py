@@ -49,7 +49,8 @@ def add_backbone_args(parser: argparse.ArgumentParser) -> None:
                             "schema, or the path of an open_clip model-config JSON (default: RN50)")
     group.add_argument("--pretrained", default="openai",
                        help="open_clip weights tag (openai, laion2b_s34b_b79k, ...) or a local checkpoint file "
-                            "(.pt/.bin/.safetensors, OpenAI TorchScript .pt too) (default: openai)")
+                            "(.pt/.bin/.safetensors, OpenAI TorchScript .pt too); 'none' = random weights, for "
+                            "timing only (default: openai)")
     group.add_argument("--quick-gelu", action="store_true",
                        help="build the model with QuickGELU; needed for OpenAI weights loaded from a local file "
                             "(automatic for the 'openai' tag)")
@@ -81,8 +82,9 @@ def load_from_args(args: argparse.Namespace):
 
     device = resolve_device(args.device)
     precision = args.precision or ("fp16" if device.type == "cuda" else "fp32")
+    pretrained = None if str(args.pretrained).lower() in ("none", "random") else args.pretrained
     backbone, transform, info = load_backbone(
-        args.backbone, args.pretrained, device=device, precision=precision,
+        args.backbone, pretrained, device=device, precision=precision,
         quick_gelu=True if args.quick_gelu else None, cache_dir=args.weights_cache)
     return backbone, transform, info, precision
 

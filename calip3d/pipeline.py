@@ -116,12 +116,11 @@ def run_point_eval(args: argparse.Namespace) -> dict[str, Any]:
     encoder = make_encoder(args)
     overrides = {k: v for k, v in (("distance", args.distance), ("resolution", args.resolution)) if v is not None}
     projector = make_projector(args.projector, views=args.views, image_size=encoder.backbone.image_size, **overrides)
+    view_weights, vw_source, vw_oracle = _view_weights(args, dataset, projector.num_views)
     prompts = build_prompts(dataset, test.classnames, args.templates)
     text = encoder.backbone.prompt_features(prompts.prompts)
     test_terms = encoder.point_terms(test, projector, text, prompts.description, desc=f"{dataset} {args.split}")
     cache_status = encoder.cache.last_status
-
-    view_weights, vw_source, vw_oracle = _view_weights(args, dataset, projector.num_views)
     tune, oracle = _tuning_plan(args, "train")
     tune_terms, tune_source = None, None
     if tune:

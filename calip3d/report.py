@@ -46,25 +46,36 @@ def provenance(**fields: Any) -> dict[str, Any]:
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"), **fields}
 
 
+def _source(entry: dict[str, Any]) -> str:
+    parts = [entry["betas_source"]] if entry.get("betas_source") else []
+    views = entry.get("view_weights_source")
+    if views and views not in parts and not views.startswith("uniform"):
+        parts.append(f"views: {views}")
+    return "; ".join(parts)
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """A fixed-width table: method, top-1, top-5, betas and where they came from."""
-    rows = [("method", "top-1", "top-5", "betas", "source")]
-    for name in result["methods"]:
+    """A fixed-width table: method, top-1, top-5, betas, view weights (3D) and where they came from."""
+    names = result["methods"]
+    has_views = any(result[n].get("view_weights") is not None for n in names)
+    header = ["method", "top-1", "top-5", "betas"] + (["view weights"] if has_views else []) + ["source"]
+    rows = [header]
+    for name in names:
         entry = result[name]
         betas = entry.get("betas")
-        beta_text = "-" if betas is None else ",".join(f"{b:g}" for b in betas)
-        source = entry.get("betas_source") or entry.get("view_weights_source") or ""
-        if entry.get("view_weights") is not None and entry.get("betas") is not None:
-            source = f"{source}; views: {entry.get('view_weights_source', '')}"
-        label = f"{name} (ORACLE)" if entry.get("oracle") else name
-        rows.append((label, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}", beta_text, source))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        row = [f"{name} (ORACLE)" if entry.get("oracle") else name, f"{entry['top1']:.2f}", f"{entry['top5']:.2f}",
+               "-" if betas is None else ",".join(f"{b:g}" for b in betas)]
+        if has_views:
+            weights = entry.get("view_weights")
+            row.append("-" if weights is None else ",".join(f"{w:g}" for w in weights))
+        rows.append(row + [_source(entry)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]
     lines = [f"{result['dataset']} / {result['split']}: {result['num_samples']} samples, "
              f"{result['num_classes']} classes"]
     for i, row in enumerate(rows):
-        lines.append("  ".join(cell.ljust(widths[j]) if j < 4 else cell for j, cell in enumerate(row)))
+        lines.append("  ".join([c.ljust(w) for c, w in zip(row, widths)] + [row[-1]]).rstrip())
         if i == 0:
-            lines.append("-" * (sum(widths) + 8 + max(len(r[4]) for r in rows)))
+            lines.append("-" * len(lines[-1]))
     return "\n".join(lines)
 
 

@@ -9,7 +9,8 @@ pick one of the tied classes instead). Logits are computed in float64 by these c
 - views: `w_0 * L_0 + w_1 * L_1 + ... + w_{V-1} * L_{V-1}`, accumulated in view order.
 
 The fast paths decide most comparisons from pairwise margins (true class minus other class, linear in the
-hyper-parameters) and re-evaluate every decision within 1e-12 (relative) of zero with the canonical formula, so
+hyper-parameters) and re-evaluate every decision close to zero with the canonical formula (within 1e-12 of the
+logits' magnitude for the betas; within 1e-5 for the view weights, whose margins come from float32 matmuls), so
 their counts equal a straightforward loop that applies the rule above at every grid point. The float32 logits of
 the official code may still differ on an image whose margin is within float32 rounding of zero.
 
@@ -19,8 +20,8 @@ Optima are the first maximum in the official loop order: beta2 outer, beta3 inne
 
 from __future__ import annotations
 
-import itertools
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -125,7 +126,8 @@ def official_beta_grid(beta_max: float, steps: int = 200) -> list[float]:
     """CALIP's grid: `[i * (beta_max - 0.001) / steps + 0.001 for i in range(steps)]` (beta_max excluded)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise CalipError(f"steps must be an integer >= 1, got {steps!r}")
-    if not isinstance(beta_max, (int, float)) or not math.isfinite(beta_max) or beta_max <= 0.001:
+    if isinstance(beta_max, bool) or not isinstance(beta_max, numbers.Real) or not math.isfinite(beta_max) \
+            or beta_max <= 0.001:
         raise CalipError(f"beta maximum must be a finite number > 0.001, got {beta_max!r}")
     return [i * (beta_max - 0.001) / steps + 0.001 for i in range(steps)]
 
@@ -144,18 +146,11 @@ def _check_grid(values: Sequence[float], name: str, increasing: bool) -> list[fl
 # ------------------------------------------------------------------------------------------------ beta search
 
 
-def _true_minus_other(terms: list[torch.Tensor], labels: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """Per (image, wrong class) pair: true-class value minus other-class value, and |true| + |other|, of each
-    [N, K] term, flattened to [P] with P = N * (K - 1); plus the pair's image index [P]."""
-    n, k = terms[0].shape
-    other = torch.arange(k, device=labels.device)[None, :] != labels[:, None]
-    diffs, mags = [], []
-    for t in terms:
-        true = t.gather(1, labels[:, None])
-        diffs.append((true - t)[other])
-        mags.append((true.abs() + t.abs())[other])
-    image = torch.arange(n, device=labels.device)[:, None].expand(n, k)[other]
-    return diffs, mags, image
+def _strict_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """[..., K] logits, labels broadcastable to [...] -> bool [...]: true logit > every other logit."""
+    index = labels.expand(logits.shape[:-1]).unsqueeze(-1)
+    true = logits.gather(-1, index).squeeze(-1)
+    return true > logits.scatter(-1, index, -math.inf).amax(-1)
 
 
 def _corner_margins(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, b2: tuple[float, float],
@@ -165,17 +160,11 @@ def _corner_margins(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, b2: tu
     return corners.amin(0), corners.amax(0)
 
 
-def _any_per_image(flag: torch.Tensor, image: torch.Tensor, n: int) -> torch.Tensor:
-    return torch.zeros(n, dtype=torch.bool, device=flag.device).index_put_((image[flag],), torch.tensor(True, device=flag.device))
-
-
 def _canonical_beta_correct(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: torch.Tensor,
                             b2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
     """Strict-rule correctness of images `clip[A, K]` ... at beta2 `b2[A]` for every beta3 in `g3[S3]` -> [A, S3]."""
     logits = clip[:, None, :] + b2[:, None, None] * vg[:, None, :] + g3[None, :, None] * tb[:, None, :]
-    true = logits.gather(2, labels[:, None, None].expand(-1, g3.numel(), 1)).squeeze(2)
-    others = logits.scatter(2, labels[:, None, None].expand(-1, g3.numel(), 1), -math.inf)
-    return true > others.amax(2)
+    return _strict_correct(logits, labels[:, None])
 
 
 def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: ArrayLike, labels: ArrayLike,
@@ -191,19 +180,22 @@ def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blend
         {"clip": clip, "visual_guided": visual_guided, "textual_blended": textual_blended}, labels, 2)
     g2 = torch.tensor(_check_grid(beta2_values, "beta2 grid", True), dtype=torch.float64, device=clip.device)
     g3 = torch.tensor(_check_grid(beta3_values, "beta3 grid", True), dtype=torch.float64, device=clip.device)
-    n, s2, s3 = clip.shape[0], g2.numel(), g3.numel()
-    (d0, d1, d2), (m0, m1, m2), image = _true_minus_other([clip, vg, tb], labels)
-    tol = _REL_TOL * (m0 + float(g2[-1]) * m1 + float(g3[-1]) * m2)
+    s2, s3 = g2.numel(), g3.numel()
+    true = [t.gather(1, labels[:, None]) for t in (clip, vg, tb)]
+    d0, d1, d2 = (tr - t for tr, t in zip(true, (clip, vg, tb)))  # [N, K] true-minus-other differences
+    tol = _REL_TOL * sum(w * (tr.abs() + t.abs()) for w, tr, t in zip((1.0, float(g2[-1]), float(g3[-1])), true,
+                                                                   (clip, vg, tb)))
+    is_true = torch.arange(clip.shape[1], device=clip.device)[None, :] == labels[:, None]
     b3_box = (float(g3[0]), float(g3[-1]))
 
     # Global pruning over the whole box. With beta2, beta3 > 0 a pair with every difference <= 0 is never won
     # (rounding is monotone), which also covers exact ties.
     low, high = _corner_margins(d0, d1, d2, (float(g2[0]), float(g2[-1])), b3_box)
-    lost = ((d0 <= 0) & (d1 <= 0) & (d2 <= 0)) | (high < -tol)
-    keep = (low <= tol) & ~_any_per_image(lost, image, n)[image]
-    counts = torch.zeros(s2, s3, dtype=torch.long, device=clip.device)
-    counts += n - int(_any_per_image(lost | keep, image, n).sum())
-    d0, d1, d2, tol, image = d0[keep], d1[keep], d2[keep], tol[keep], image[keep]
+    lost = (((d0 <= 0) & (d1 <= 0) & (d2 <= 0) | (high < -tol)) & ~is_true).any(1)
+    keep = (low <= tol) & ~is_true & ~lost[:, None]
+    counts = torch.full((s2, s3), int((~lost & ~keep.any(1)).sum()), dtype=torch.long, device=clip.device)
+    image, cls = keep.nonzero(as_tuple=True)
+    d0, d1, d2, tol = d0[image, cls], d1[image, cls], d2[image, cls], tol[image, cls]
 
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, d0.numel()))
     for start in range(0, s2 if d0.numel() else 0, rows_per_chunk):
@@ -217,14 +209,13 @@ def _beta_rows(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: t
                g3: torch.Tensor, b3_box: tuple[float, float]) -> torch.Tensor:
     """Correct counts [B, S3] for the beta2 values `b2[B]`, from the undecided pairs [P] of the whole box."""
     s3, device = g3.numel(), g3.device
-    # Re-prune on this chunk's smaller box.
+    # Re-prune on this chunk's smaller box; `image` [P] is sorted.
     low, high = _corner_margins(d0, d1, d2, (float(b2[0]), float(b2[-1])), b3_box)
-    lost = _any_per_image(high < -tol, image, clip.shape[0])
-    keep = (low <= tol) & ~lost[image]
-    images, local = torch.unique(image[keep], return_inverse=True)
-    n = clip.shape[0]
-    present = _any_per_image(torch.ones_like(keep), image, n)
-    won_everywhere = int((present & ~lost & ~_any_per_image(keep, image, n)).sum())
+    present, local = torch.unique_consecutive(image, return_inverse=True)
+    lost = torch.zeros(present.numel(), dtype=torch.bool, device=device).index_fill_(0, local[high < -tol], True)
+    keep = (low <= tol) & ~lost[local]
+    images, local = torch.unique_consecutive(image[keep], return_inverse=True)
+    won_everywhere = int((~lost).sum()) - images.numel()
     d0, d1, d2, tol = d0[keep], d1[keep], d2[keep], tol[keep]
     rows, u = b2.numel(), images.numel()
 
@@ -291,59 +282,97 @@ def weighted_view_sum(per_view: torch.Tensor, weights: torch.Tensor) -> torch.Te
     return total
 
 
-def _strict_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """[..., K] logits, labels broadcastable to [...] -> bool [...]: true logit > every other logit."""
-    index = labels.expand(logits.shape[:-1]).unsqueeze(-1)
-    true = logits.gather(-1, index).squeeze(-1)
-    return true > logits.scatter(-1, index, -math.inf).amax(-1)
+def _dominated(diff: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Kept pairs implied by another kept pair of the same image -> bool [N, K].
+
+    `diff` [N, K, V] true-minus-other differences. With positive weights, pair j' with diff_j' <= diff_j in every
+    view has the smaller margin for every weighting, so j adds nothing once j' is checked (equal rows: the lower
+    class index stays). The relation is a strict partial order, so every dropped pair has a kept dominator.
+    """
+    n, k, v = diff.shape
+    out = torch.zeros_like(keep)
+    lower_index = torch.ones(k, k, dtype=torch.bool, device=keep.device).triu(1)  # [j', j]: j' < j
+    step = max(1, _CHUNK_ELEMENTS // (k * k * v))
+    for s in range(0, n, step):
+        d, kp = diff[s:s + step].permute(2, 0, 1), keep[s:s + step]  # [V, b, K]: reduce over the outer dim
+        below = (d[:, :, :, None] <= d[:, :, None, :]).all(0)  # [b, j', j]: diff_j' <= diff_j
+        equal = (d[:, :, :, None] == d[:, :, None, :]).all(0)
+        by = below & (~equal | lower_index) & kp[:, :, None]
+        out[s:s + step] = by.any(1) & kp
+    return out
 
 
 class _ViewEvaluator:
     """Counts correct images for many weightings of [N, V, K] per-view logits under the strict rule.
 
     A pair (image, wrong class) that the true class wins in every view (by more than the tolerance) is won for
-    every positive weighting, and one it wins in no view (every difference <= 0) is lost for every weighting; only
-    the mixed pairs of images not already lost are kept, and their margins for a batch of weightings are one
-    matmul [M, V] @ [V, P].
+    every positive weighting, and one it wins in no view (every difference <= 0) is lost for every weighting
+    (rounding is monotone); only mixed pairs of images not already lost are kept, minus dominated ones. Their
+    margins, scaled by the image's tolerance, come from float32 matmuls [M, V] @ [V, pairs] on blocks of images
+    padded to a common pair count: an image is correct where its smallest scaled margin is > 1, wrong where it
+    is < -1, and re-evaluated with the canonical float64 formula in between.
     """
 
     def __init__(self, per_view: torch.Tensor, labels: torch.Tensor, w_min: float, w_max: float) -> None:
         n, v, k = per_view.shape
-        self.per_view, self.labels = per_view, labels
-        other = torch.arange(k, device=labels.device)[None, :] != labels[:, None]  # [N, K]
+        self.per_view, self.labels, self.w_max = per_view, labels, w_max
+        is_true = torch.arange(k, device=labels.device)[None, :] == labels[:, None]  # [N, K]
         true = per_view.gather(2, labels[:, None, None].expand(n, v, 1))
-        diff = (true - per_view).transpose(1, 2)[other]  # [P, V]
-        tol = _REL_TOL * w_max * (true.abs() + per_view.abs()).sum(1)[other]  # [P]
-        image = torch.arange(n, device=labels.device)[:, None].expand(n, k)[other]
-        lost = _any_per_image((diff <= 0).all(1), image, n)
-        won = (diff >= 0).all(1) & (w_min * diff.sum(1) > tol)
-        keep = ~won & ~lost[image]
-        self.images, self.local = torch.unique(image[keep], return_inverse=True)
-        self.always = n - int(_any_per_image(~won, image, n).sum())  # images whose every pair is won
-        self.diff_t, self.tol = diff[keep].T.contiguous(), tol[keep]
+        diff = (true - per_view).transpose(1, 2)  # [N, K, V]
+        # Per-image tolerance from the largest pair magnitude, so pairs of one image compare on one scale.
+        magnitude = (true.abs() + per_view.abs()).sum(1).amax(1, keepdim=True)  # [N, 1]
+        lost = ((diff <= 0).all(2) & ~is_true).any(1)
+        won = is_true | ((diff >= 0).all(2) & (w_min * diff.sum(2) > _REL_TOL * w_max * magnitude))
+        keep = ~won & ~lost[:, None]
+        keep &= ~_dominated(diff, keep)
+        per_image = keep.sum(1)
+        self.always = int((~lost & (per_image == 0)).sum())
+
+        # Images with kept pairs, sorted by pair count; block widths are counts rounded up to a multiple of 4.
+        order = torch.argsort(per_image, stable=True)
+        order = order[per_image[order] > 0]
+        self.images = order
+        sizes = per_image[order]
+        # Scaled so that weights / w_max (in (0, 1]) give margins in units of the tolerance; float32 rounding
+        # moves them by < 0.1 unit.
+        keep, rel = keep[order], 1e-5 * max(1.0, v / 10)
+        scaled = diff[order] / (rel * magnitude[order, :, None])
+        rank = keep.long().cumsum(1) - 1
+        width = int(sizes.max()) if sizes.numel() else 0
+        padded = torch.full((order.numel(), width, v), 1e30, dtype=torch.float64, device=diff.device)
+        rows = torch.arange(order.numel(), device=diff.device)[:, None].expand_as(keep)
+        padded[rows[keep], rank[keep]] = scaled[keep]
+        widths = (sizes + 3) // 4 * 4
+        self.blocks: list[tuple[int, torch.Tensor]] = []  # (block width, [V, images * width] float32)
+        start = 0
+        for w, count in zip(*torch.unique_consecutive(widths, return_counts=True)):
+            stop, w = start + int(count), min(int(w), width)
+            self.blocks.append((w, padded[start:stop, :w].reshape(-1, v).T.to(torch.float32).contiguous()))
+            start = stop
 
     def correct_counts(self, weights: torch.Tensor) -> torch.Tensor:
         """`weights` [M, V] (float64, positive) -> int64 [M] correct images per weighting."""
-        m, u, p = weights.shape[0], self.images.numel(), self.tol.numel()
+        m = weights.shape[0]
         counts = torch.full((m,), self.always, dtype=torch.long, device=weights.device)
-        step = max(1, _CHUNK_ELEMENTS // max(1, p))
-        for start in range(0, m if p else 0, step):
+        if not self.blocks:
+            return counts
+        step = max(1, _CHUNK_ELEMENTS // sum(block.shape[1] for _, block in self.blocks))
+        for start in range(0, m, step):
             w = weights[start:start + step]
-            margin = w @ self.diff_t  # [m, P]
-            index = self.local.expand(w.shape[0], -1)
-            lost = torch.zeros(w.shape[0], u, dtype=torch.bool, device=w.device).scatter_reduce_(
-                1, index, margin < -self.tol, "amax")
-            unsure = torch.zeros_like(lost).scatter_reduce_(1, index, margin.abs() <= self.tol, "amax")
-            counts[start:start + w.shape[0]] += (~lost & ~unsure).sum(1)
-            row, col = (unsure & ~lost).nonzero(as_tuple=True)
+            w32 = (w / self.w_max).to(torch.float32)
+            smallest = torch.cat([(w32 @ block).view(w.shape[0], -1, width).amin(2) for width, block in self.blocks], 1)
+            counts[start:start + w.shape[0]] += (smallest > 1).sum(1)
+            row, col = ((smallest >= -1) & (smallest <= 1)).nonzero(as_tuple=True)
             if row.numel():
                 img = self.images[col]
-                logits = weighted_view_sum(self.per_view[img], w[row])
-                counts[start:start + w.shape[0]].index_add_(0, row, _strict_correct(logits, self.labels[img]).long())
+                correct = _strict_correct(weighted_view_sum(self.per_view[img], w[row]), self.labels[img])
+                counts[start:start + w.shape[0]].index_add_(0, row, correct.long())
         return counts
 
 
 def _check_view_grid(grid: Sequence[float]) -> list[float]:
+    if isinstance(grid, (np.ndarray, torch.Tensor)) and grid.ndim == 1:
+        grid = grid.tolist()
     if isinstance(grid, (str, bytes)) or not isinstance(grid, Sequence):
         raise CalipError(f"grid must be a sequence of positive weights, got {grid!r}")
     return _check_grid(grid, "view-weight grid", False)
@@ -370,9 +399,7 @@ def _exhaustive(evaluator: _ViewEvaluator, grid: torch.Tensor, views: int) -> tu
 
 def _coordinate(evaluator: _ViewEvaluator, grid: torch.Tensor, views: int, max_rounds: int, restarts: int,
                 seed: int) -> tuple[int, torch.Tensor, int]:
-    """Coordinate ascent from uniform weights (all = max(grid)), then `restarts` seeded random starts; per view try
-    every grid value with the others fixed, take the first best one if it strictly improves; stop after a round
-    without change or `max_rounds`. Returns (best count, best weights [V], evaluations)."""
+    """Coordinate ascent (see `search_view_weights`); returns (best count, best weights [V], evaluations)."""
     g = grid.numel()
     generator = torch.Generator().manual_seed(seed)
     starts = [torch.full((views,), int(torch.argmax(grid)), dtype=torch.long)]
@@ -399,14 +426,31 @@ def _coordinate(evaluator: _ViewEvaluator, grid: torch.Tensor, views: int, max_r
     return best_count, grid[best], evaluations
 
 
+def view_correct_counts(per_view_logits: ArrayLike, labels: ArrayLike, weights: ArrayLike) -> torch.Tensor:
+    """Correct images for each weighting -> int64 [M]: `per_view_logits` [N, V, K], labels [N], positive
+    `weights` [M, V] (torch or numpy); logits = `weighted_view_sum(per_view_logits, w)` under the strict rule."""
+    (per_view,), labels = _check_logit_terms({"per_view_logits": per_view_logits}, labels, 3)
+    w = _as_float64(weights, "weights", 2).to(per_view.device)
+    if w.shape[1] != per_view.shape[1]:
+        raise CalipError(f"weights must have shape [M, {per_view.shape[1]}] for {per_view.shape[1]} views, "
+                         f"got {tuple(w.shape)}")
+    if w.numel() == 0 or not bool((w > 0).all()):
+        raise CalipError("weights must be a non-empty [M, V] array of positive values")
+    return _ViewEvaluator(per_view, labels, float(w.min()), float(w.max())).correct_counts(w)
+
+
 def search_view_weights(per_view_logits: ArrayLike, labels: ArrayLike, grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
                         method: str = "auto", max_rounds: int = 10, restarts: int = 0,
                         seed: int = 0) -> ViewWeightResult:
     """PointCLIP-style per-view weight search: logits = sum_v w_v * per_view_logits[:, v, :], w_v in `grid`.
 
-    `per_view_logits` [N, V, K] (torch or numpy), `labels` [N]. `method`: "exhaustive" (all len(grid)^V
-    weightings; first optimum in itertools.product order), "coordinate" (coordinate ascent, see `_coordinate`),
-    or "auto" (exhaustive up to 100k weightings, else coordinate).
+    `per_view_logits` [N, V, K] (torch or numpy), `labels` [N], `grid` positive weight values. `method`:
+    - "exhaustive": all len(grid)^V weightings; the first optimum in itertools.product(grid, repeat=V) order;
+    - "coordinate": coordinate ascent from uniform weights (all = max(grid)), then from `restarts` random grid
+      points drawn with `seed`. Each round visits the views in order, scores every grid value for that view with
+      the others fixed and moves to the first best value only if it strictly improves; it stops after a round
+      without change or after `max_rounds` rounds. The best start wins (the earliest on ties);
+    - "auto": exhaustive up to 100k weightings (4^6 = 4096), else coordinate (4^10 is about 1M).
     """
     (per_view,), labels = _check_logit_terms({"per_view_logits": per_view_logits}, labels, 3)
     values = _check_view_grid(grid)

@@ -62,12 +62,17 @@ def test_numpy_and_text_formats(shape: np.ndarray, tmp_path: Path) -> None:
         np.testing.assert_allclose(points, shape[:, :3], atol=atol, err_msg=name)
 
 
-def test_read_text_array_matches_loadtxt(shape: np.ndarray, tmp_path: Path) -> None:
+def test_read_text_array_rows_and_columns(shape: np.ndarray, tmp_path: Path) -> None:
     path = tmp_path / "commas.txt"
     np.savetxt(path, shape, fmt="%.6f", delimiter=",")
-    expected = np.loadtxt(path, delimiter=",", dtype=np.float32)
-    np.testing.assert_array_equal(read_text_array(path), expected)
-    np.testing.assert_array_equal(read_text_array(path, max_rows=10), expected[:10])
+    expected = np.array([[float(v) for v in line.split(",")] for line in path.read_text().splitlines()])
+    cases = [({}, 2048, 6), ({"max_rows": 10}, 10, 6), ({"max_rows": 5, "columns": 3}, 5, 3)]
+    for kwargs, rows, cols in cases:
+        parsed = read_text_array(path, **kwargs)
+        assert parsed.dtype == np.float32 and parsed.shape == (rows, cols)
+        np.testing.assert_allclose(parsed, expected[:rows, :cols], rtol=1e-6)
+    np.savetxt(path, shape, fmt="%.6f")  # space separated
+    np.testing.assert_allclose(read_text_array(path, columns=3), expected[:, :3], rtol=1e-6)
 
 
 def test_h5_with_several_clouds(modelnet_h5_dir: Path, tmp_path: Path) -> None:

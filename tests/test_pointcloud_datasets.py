@@ -152,8 +152,10 @@ def test_modelnet40_defaults_to_resampled_when_alone(modelnet_resampled_dir: Pat
 
 
 def test_missing_dataset_and_split_files_show_the_layout(tmp_path: Path) -> None:
-    with pytest.raises(CalipError, match=r"(?s)hdf5_2048.*not found.*shape_names\.txt.*PointNet"):
+    with pytest.raises(CalipError, match=r"(?s)modelnet40 in .* not found.*hdf5_2048/.*\(PointNet,.*normal_resampled/"):
         load_point_split("modelnet40", tmp_path)
+    with pytest.raises(CalipError, match=r"(?s)h5 folder .*hdf5_2048 not found.*shape_names\.txt.*PointNet"):
+        load_point_split("modelnet40", tmp_path, fmt="h5")
     with pytest.raises(CalipError, match=r"(?s)normal_resampled.*not found.*modelnet10_\{train,test\}\.txt"):
         load_point_split("modelnet10", tmp_path)
     with pytest.raises(CalipError, match=r"(?s)h5_files.*main_split_nobg.*terms-of-use"):

@@ -249,7 +249,7 @@ def test_realistic_smooth_hand_checked_gaussian():
     e = math.exp(-1 / 18)
     norm = (1 + 2 * e) ** 2
     expected = torch.zeros(1, 5, 5, dtype=torch.float64)
-    expected[0, 1:4, 1:4] = torch.tensor([[e * e, e, e * e], [e, 1, e], [e * e, e, e * e]]) / norm
+    expected[0, 1:4, 1:4] = torch.tensor([[e * e, e, e * e], [e, 1, e], [e * e, e, e * e]], dtype=torch.float64) / norm
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-15)
     deep = RealisticProjector(smooth_size=(3, 1, 1), smooth_padding=(1, 0, 0), sigma_z=2.0).gaussian_kernel(
         torch.float64)

@@ -185,15 +185,19 @@ class ParametricCALIP(nn.Module):
 
     def _view_terms_chunk(self, fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, keys: torch.Tensor,
                           values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """fv `[b, V, D]`, fs `[b, V, N, D]`, ft `[K, D]`, keys / values `[C, K, D]` -> three `[b, V, K]`."""
-        attn = torch.einsum("bvnd,vkd->bvnk", fs, keys.expand(self.num_views, -1, -1)) / self.temperature
+        """fv `[b, V, D]`, fs `[b, V, N, D]`, ft `[K, D]`, keys / values `[C, K, D]` -> three `[b, V, K]`.
+
+        Written as (broadcast) matmuls over the contiguous `[b, V, N, D]` tokens: no permuted copies of them."""
+        if keys.shape[0] == 1:  # shared maps: plain 2-D weights fold into one large matmul
+            keys, values = keys[0], values[0]
+        attn = fs @ keys.transpose(-1, -2) / self.temperature  # [b, V, N, K]
         over_positions = attn.softmax(dim=2)
         over_classes = attn.softmax(dim=3)
         probe = self.post_text.adjoint(fv.transpose(0, 1)).transpose(0, 1)  # Qt^T Fv, [b, V, D]
-        probe_dot_fs = torch.einsum("bvd,bvnd->bvn", probe, fs)
-        visual_guided = torch.einsum("bvnk,bvn->bvk", over_positions, probe_dot_fs)
-        fs_a = torch.einsum("bvnk,vkd->bvnd", over_classes, values.expand(self.num_views, -1, -1))
-        fv_a = fs_a.mean(dim=2) + fs_a.amax(dim=2)
+        probe_dot_fs = fs @ probe.unsqueeze(-1)  # [b, V, N, 1]
+        visual_guided = (over_positions.transpose(-1, -2) @ probe_dot_fs).squeeze(-1)
+        fs_a = over_classes @ values  # [b, V, N, D]
+        fv_a = fs_a.mean(dim=2) + fs_a.max(dim=2).values
         clip = fv @ ft.t()
         textual_blended = fv_a @ ft.t()
         return clip, visual_guided, textual_blended

@@ -121,12 +121,16 @@ class PointSplit:
     def subset(self, indices: Sequence[int] | np.ndarray) -> PointSplit:
         """A new PointSplit of the clouds at `indices` (ints, in that order, or a boolean mask `[N]`)."""
         index = np.asarray(indices)
+        what = f"subset of {self.name} {self.split} ({len(self)} clouds)"
         if index.size and index.dtype != bool and not np.issubdtype(index.dtype, np.integer):
-            raise CalipError(f"subset of {self.name}: indices must be integers, not {index.dtype}")
+            raise CalipError(f"{what}: indices must be integers, not {index.dtype}")
         try:
-            return replace(self, points=self.points[index], labels=self.labels[index])
+            points, labels = self.points[index], self.labels[index]
         except IndexError as err:
-            raise CalipError(f"subset of {self.name} {self.split} ({len(self)} clouds): {err}") from None
+            raise CalipError(f"{what}: {err}") from None
+        return replace(
+            self, points=points, labels=labels, classnames=list(self.classnames), settings=dict(self.settings)
+        )
 
 
 def _missing(what: Path | str, layout: str) -> CalipError:
@@ -216,7 +220,7 @@ def _modelnet_resampled(
         if not path.is_file():
             raise _missing(f"{path} (listed in {listed})", _RESAMPLED_LAYOUT)
         labels[i] = class_index[cls]
-        clouds.append(prepare(check_points(read_text_array(path, max_rows=max_rows), path)))
+        clouds.append(prepare(check_points(read_text_array(path, max_rows, columns=3), path)))
     return classnames, np.stack(clouds), labels, listed
 
 
@@ -241,7 +245,11 @@ def _resolve_format(name: str, fmt: str | None, root: Path) -> str:
         raise CalipError(f"{name} is not available as fmt={fmt!r}; it is read as: {', '.join(allowed)}{hint}")
     if fmt is not None or len(allowed) == 1:
         return fmt or allowed[0]
-    return "resampled" if not (root / _H5_DIR).is_dir() and (root / _RESAMPLED_DIR).is_dir() else "h5"
+    if (root / _H5_DIR).is_dir():
+        return "h5"
+    if (root / _RESAMPLED_DIR).is_dir():
+        return "resampled"
+    raise _missing(f"{name} in {root}", f"{_H5_LAYOUT}\nor (fmt='resampled'):\n{_RESAMPLED_LAYOUT}")
 
 
 def load_point_split(

@@ -230,7 +230,7 @@ def train_classifier(
                 loss.backward()
                 opt.step()
                 step += 1
-                loss_sum += float(loss) * rows.numel()
+                loss_sum += float(loss.detach()) * rows.numel()
                 correct += topk_accuracy(logits.detach(), labels) * rows.numel() / 100.0
                 seen += rows.numel()
             record = EpochRecord(epoch, loss_sum / seen, 100.0 * correct / seen, evaluate())
