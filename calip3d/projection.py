@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from abc import ABC, abstractmethod
 from typing import Any, Sequence
 
 import torch
@@ -109,24 +110,25 @@ def _check_positive_int(value: Any, what: str, minimum: int = 1) -> int:
     return value
 
 
-def _check_angle_list(views: Any, what: str) -> tuple[tuple[float, float, float], ...]:
-    try:
-        angles = tuple(tuple(float(a) for a in view) for view in views)
-    except (TypeError, ValueError):
-        raise CalipError(f"{what} must be a list of (x, y, z) Euler angles in radians, got {views!r}") from None
-    if not angles or any(len(a) != 3 or not all(math.isfinite(v) for v in a) for a in angles):
-        raise CalipError(f"{what} must be a non-empty list of finite (x, y, z) Euler angles, got {views!r}")
-    return angles
-
-
 def _check_vector(value: Any, what: str) -> tuple[float, float, float]:
     try:
         vector = tuple(float(v) for v in value)
     except (TypeError, ValueError):
-        raise CalipError(f"{what} must be three finite numbers (x, y, z), got {value!r}") from None
+        vector = ()
     if len(vector) != 3 or not all(math.isfinite(v) for v in vector):
         raise CalipError(f"{what} must be three finite numbers (x, y, z), got {value!r}")
     return vector
+
+
+def _check_angle_list(views: Any, what: str) -> tuple[tuple[float, float, float], ...]:
+    """A non-empty list of (x, y, z) Euler angles in radians."""
+    try:
+        items = [] if isinstance(views, (str, bytes)) else list(views)
+    except TypeError:
+        items = []
+    if not items:
+        raise CalipError(f"{what} must be a non-empty list of (x, y, z) Euler angles in radians, got {views!r}")
+    return tuple(_check_vector(view, f"{what}[{i}] (Euler angles)") for i, view in enumerate(items))
 
 
 def _check_triple(value: Any, what: str) -> tuple[int, int, int]:
@@ -136,7 +138,7 @@ def _check_triple(value: Any, what: str) -> tuple[int, int, int]:
     return tuple(value)
 
 
-class _MultiViewProjector:
+class _MultiViewProjector(ABC):
     """Shared view bookkeeping and the depth-map -> CLIP-image step."""
 
     def __init__(self, angles: tuple[tuple[float, float, float], ...], names: tuple[str, ...], image_size: int):
@@ -157,8 +159,9 @@ class _MultiViewProjector:
             self._matrix_cache[key] = euler_to_matrix(table).transpose(1, 2).contiguous()
         return self._matrix_cache[key]
 
+    @abstractmethod
     def depth_maps(self, points: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """`[B, P, 3]` -> `[B, V, H, W]`."""
 
     def images(self, points: torch.Tensor) -> torch.Tensor:
         """`[B, P, 3]` -> `[B, V, 3, S, S]`: depth maps repeated to RGB, bilinear (align_corners=True) to S."""

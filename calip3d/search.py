@@ -1,18 +1,19 @@
 """Hyper-parameter search over cached logit terms: CALIP's (beta2, beta3) grid and PointCLIP's view weights.
 
 Decision rule shared by every search here: an image counts as correct iff the logit of its true class is
-**strictly greater** than every other class's logit. A tie for the top logit counts as wrong (`torch.topk` would
-pick one of the tied classes instead). Logits are computed in float64 by these canonical formulas:
+**strictly greater** than every other class's logit. A tie for the top logit counts as wrong (`torch.topk`
+would pick one of the tied classes instead). Logits are computed in float64 by these canonical formulas:
 
-- betas: `clip + beta2 * visual_guided + beta3 * textual_blended` (beta1 = 1; the common logit scale 100 does not
-  change any comparison and is left out), evaluated left to right;
+- betas: `clip + beta2 * visual_guided + beta3 * textual_blended` (beta1 = 1; the common logit scale 100
+  does not change any comparison and is left out), evaluated left to right;
 - views: `w_0 * L_0 + w_1 * L_1 + ... + w_{V-1} * L_{V-1}`, accumulated in view order.
 
 The fast paths decide most comparisons from pairwise margins (true class minus other class, linear in the
-hyper-parameters) and re-evaluate every decision close to zero with the canonical formula (within 1e-12 of the
-logits' magnitude for the betas; within 1e-5 for the view weights, whose margins come from float32 matmuls), so
-their counts equal a straightforward loop that applies the rule above at every grid point. The float32 logits of
-the official code may still differ on an image whose margin is within float32 rounding of zero.
+hyper-parameters) and re-evaluate every decision close to zero with the canonical formula (within 1e-12 of
+the logits' magnitude for the betas; within 1e-5 for the view weights, whose margins come from float32
+matmuls), so their counts equal a straightforward loop that applies the rule above at every grid point. The
+float32 logits of the official code may still differ on an image whose margin is within float32 rounding of
+zero.
 
 Optima are the first maximum in the official loop order: beta2 outer, beta3 inner; view weights in
 `itertools.product(grid, repeat=V)` order.
@@ -72,7 +73,7 @@ class JointSearchResult:
     history: tuple[float, ...]
 
 
-# ----------------------------------------------------------------------------------------------- input checks
+# ------------------------------------------------------------------------------------------ input checks
 
 
 def _as_float64(x: ArrayLike, name: str, ndim: int) -> torch.Tensor:
@@ -105,7 +106,8 @@ def _as_labels(labels: ArrayLike, n: int, k: int, device: torch.device) -> torch
     return labels.to(device=device, dtype=torch.long)
 
 
-def _check_logit_terms(terms: dict[str, ArrayLike], labels: ArrayLike, ndim: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _check_logit_terms(terms: dict[str, ArrayLike], labels: ArrayLike,
+                       ndim: int) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Validate same-shaped logit terms ([N, K] or [N, V, K]) and labels [N]; return float64 tensors."""
     names = list(terms)
     out = [_as_float64(terms[name], name, ndim) for name in names]
@@ -143,7 +145,7 @@ def _check_grid(values: Sequence[float], name: str, increasing: bool) -> list[fl
     return vals
 
 
-# ------------------------------------------------------------------------------------------------ beta search
+# ------------------------------------------------------------------------------------------- beta search
 
 
 def _strict_correct(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -162,19 +164,20 @@ def _corner_margins(d0: torch.Tensor, d1: torch.Tensor, d2: torch.Tensor, b2: tu
 
 def _canonical_beta_correct(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: torch.Tensor,
                             b2: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
-    """Strict-rule correctness of images `clip[A, K]` ... at beta2 `b2[A]` for every beta3 in `g3[S3]` -> [A, S3]."""
+    """Strict-rule correctness of images (terms [A, K]) at beta2 `b2[A]`, every beta3 `g3[S3]` -> [A, S3]."""
     logits = clip[:, None, :] + b2[:, None, None] * vg[:, None, :] + g3[None, :, None] * tb[:, None, :]
     return _strict_correct(logits, labels[:, None])
 
 
-def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: ArrayLike, labels: ArrayLike,
-                        beta2_values: Sequence[float], beta3_values: Sequence[float]) -> torch.Tensor:
+def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: ArrayLike,
+                        labels: ArrayLike, beta2_values: Sequence[float],
+                        beta3_values: Sequence[float]) -> torch.Tensor:
     """Number of correctly classified images at every grid point -> int64 [S2, S3].
 
-    Terms are [N, K] logit terms without the logit scale, labels [N]; both beta lists must be strictly increasing
-    and positive. Exact under the module's strict float64 rule, in O(pairs) per beta2 value: for a fixed beta2
-    each pair constraint is linear in beta3, so an image is correct on one open interval of beta3, added to the
-    column with a difference array.
+    Terms are [N, K] logit terms without the logit scale, labels [N]; both beta lists must be strictly
+    increasing and positive. Exact under the module's strict float64 rule, in O(pairs) per beta2 value: for a
+    fixed beta2 each pair constraint is linear in beta3, so an image is correct on one open interval of beta3,
+    added to the column with a difference array.
     """
     (clip, vg, tb), labels = _check_logit_terms(
         {"clip": clip, "visual_guided": visual_guided, "textual_blended": textual_blended}, labels, 2)
@@ -183,8 +186,8 @@ def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blend
     s2, s3 = g2.numel(), g3.numel()
     true = [t.gather(1, labels[:, None]) for t in (clip, vg, tb)]
     d0, d1, d2 = (tr - t for tr, t in zip(true, (clip, vg, tb)))  # [N, K] true-minus-other differences
-    tol = _REL_TOL * sum(w * (tr.abs() + t.abs()) for w, tr, t in zip((1.0, float(g2[-1]), float(g3[-1])), true,
-                                                                   (clip, vg, tb)))
+    largest = (1.0, float(g2[-1]), float(g3[-1]))
+    tol = _REL_TOL * sum(w * (tr.abs() + t.abs()) for w, tr, t in zip(largest, true, (clip, vg, tb)))
     is_true = torch.arange(clip.shape[1], device=clip.device)[None, :] == labels[:, None]
     b3_box = (float(g3[0]), float(g3[-1]))
 
@@ -200,7 +203,8 @@ def beta_correct_counts(clip: ArrayLike, visual_guided: ArrayLike, textual_blend
     rows_per_chunk = max(1, _CHUNK_ELEMENTS // max(1, d0.numel()))
     for start in range(0, s2 if d0.numel() else 0, rows_per_chunk):
         stop = min(s2, start + rows_per_chunk)
-        counts[start:stop] += _beta_rows(clip, vg, tb, labels, d0, d1, d2, tol, image, g2[start:stop], g3, b3_box)
+        counts[start:stop] += _beta_rows(clip, vg, tb, labels, d0, d1, d2, tol, image, g2[start:stop], g3,
+                                         b3_box)
     return counts
 
 
@@ -212,7 +216,8 @@ def _beta_rows(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: t
     # Re-prune on this chunk's smaller box; `image` [P] is sorted.
     low, high = _corner_margins(d0, d1, d2, (float(b2[0]), float(b2[-1])), b3_box)
     present, local = torch.unique_consecutive(image, return_inverse=True)
-    lost = torch.zeros(present.numel(), dtype=torch.bool, device=device).index_fill_(0, local[high < -tol], True)
+    lost = torch.zeros(present.numel(), dtype=torch.bool, device=device)
+    lost.index_fill_(0, local[high < -tol], True)
     keep = (low <= tol) & ~lost[local]
     images, local = torch.unique_consecutive(image[keep], return_inverse=True)
     won_everywhere = int((~lost).sum()) - images.numel()
@@ -231,9 +236,12 @@ def _beta_rows(clip: torch.Tensor, vg: torch.Tensor, tb: torch.Tensor, labels: t
     ambiguous_pair = torch.where(nonzero, d2.abs() * gap <= tol, c.abs() <= tol)
 
     index = local.expand(rows, -1)
-    lo = torch.full((rows, u), -math.inf, dtype=c.dtype, device=device).scatter_reduce_(1, index, lower, "amax")
-    hi = torch.full((rows, u), math.inf, dtype=c.dtype, device=device).scatter_reduce_(1, index, upper, "amin")
-    ambiguous = torch.zeros(rows, u, dtype=torch.bool, device=device).scatter_reduce_(1, index, ambiguous_pair, "amax")
+    lo = torch.full((rows, u), -math.inf, dtype=c.dtype, device=device)
+    lo.scatter_reduce_(1, index, lower, "amax")
+    hi = torch.full((rows, u), math.inf, dtype=c.dtype, device=device)
+    hi.scatter_reduce_(1, index, upper, "amin")
+    ambiguous = torch.zeros(rows, u, dtype=torch.bool, device=device)
+    ambiguous.scatter_reduce_(1, index, ambiguous_pair, "amax")
     first = torch.searchsorted(g3, lo.contiguous(), right=True)  # first beta3 > lo
     stop = torch.searchsorted(g3, hi.contiguous())  # first beta3 >= hi
     valid = ((first < stop) & ~ambiguous).long()
@@ -266,14 +274,14 @@ def search_betas(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: Arr
                             beta2_index=i2, beta3_index=i3, beta2_grid=tuple(g2), beta3_grid=tuple(g3))
 
 
-# ------------------------------------------------------------------------------------------ view-weight search
+# ------------------------------------------------------------------------------------ view-weight search
 
 
 def weighted_view_sum(per_view: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Canonical view aggregation `w_0 * x[..., 0, :] + w_1 * x[..., 1, :] + ...` in view order.
 
-    `per_view` [..., V, K], `weights` [V] or broadcastable [..., V] -> [..., K]. The fixed accumulation order
-    (a short loop over the V views, vectorised over everything else) makes identical inputs give identical sums.
+    `per_view` [..., V, K], `weights` [V] or broadcastable [..., V] -> [..., K]. The fixed accumulation
+    order (a short loop over the V views, vectorised over the rest) gives identical sums for identical inputs.
     """
     weights = weights.to(per_view)
     total = weights[..., 0, None] * per_view[..., 0, :]
@@ -285,32 +293,34 @@ def weighted_view_sum(per_view: torch.Tensor, weights: torch.Tensor) -> torch.Te
 def _dominated(diff: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Kept pairs implied by another kept pair of the same image -> bool [N, K].
 
-    `diff` [N, K, V] true-minus-other differences. With positive weights, pair j' with diff_j' <= diff_j in every
-    view has the smaller margin for every weighting, so j adds nothing once j' is checked (equal rows: the lower
-    class index stays). The relation is a strict partial order, so every dropped pair has a kept dominator.
+    `diff` [N, K, V] true-minus-other differences. With positive weights, pair j' with diff_j' <= diff_j in
+    every view has the smaller margin for every weighting, so j adds nothing once j' is checked (equal rows:
+    the lower class index stays). The relation is a strict partial order: every dropped pair has a kept
+    dominator.
     """
-    n, k, v = diff.shape
+    n, k, _ = diff.shape
     out = torch.zeros_like(keep)
     lower_index = torch.ones(k, k, dtype=torch.bool, device=keep.device).triu(1)  # [j', j]: j' < j
-    step = max(1, _CHUNK_ELEMENTS // (k * k * v))
+    step = max(1, _CHUNK_ELEMENTS // (k * k))
     for s in range(0, n, step):
-        d, kp = diff[s:s + step].permute(2, 0, 1), keep[s:s + step]  # [V, b, K]: reduce over the outer dim
-        below = (d[:, :, :, None] <= d[:, :, None, :]).all(0)  # [b, j', j]: diff_j' <= diff_j
-        equal = (d[:, :, :, None] == d[:, :, None, :]).all(0)
-        by = below & (~equal | lower_index) & kp[:, :, None]
-        out[s:s + step] = by.any(1) & kp
+        d, kp = diff[s:s + step].permute(2, 0, 1), keep[s:s + step]  # [V, b, K]
+        below = d[0, :, :, None] <= d[0, :, None, :]  # [b, j', j]: diff_j' <= diff_j in every view
+        for x in d[1:]:  # a few views; faster than a reduction over a short dimension
+            below &= x[:, :, None] <= x[:, None, :]
+        equal = below & below.transpose(1, 2)
+        out[s:s + step] = (below & (~equal | lower_index) & kp[:, :, None]).any(1) & kp
     return out
 
 
 class _ViewEvaluator:
     """Counts correct images for many weightings of [N, V, K] per-view logits under the strict rule.
 
-    A pair (image, wrong class) that the true class wins in every view (by more than the tolerance) is won for
-    every positive weighting, and one it wins in no view (every difference <= 0) is lost for every weighting
-    (rounding is monotone); only mixed pairs of images not already lost are kept, minus dominated ones. Their
-    margins, scaled by the image's tolerance, come from float32 matmuls [M, V] @ [V, pairs] on blocks of images
-    padded to a common pair count: an image is correct where its smallest scaled margin is > 1, wrong where it
-    is < -1, and re-evaluated with the canonical float64 formula in between.
+    A pair (image, wrong class) that the true class wins in every view (by more than the tolerance) is won
+    for every positive weighting, and one it wins in no view (every difference <= 0) is lost for every
+    weighting (rounding is monotone); only mixed pairs of images not already lost are kept, minus dominated
+    ones. Their margins, scaled by the image's tolerance, come from float32 matmuls [M, V] @ [V, pairs] on
+    blocks of images padded to a common pair count: an image is correct where its smallest scaled margin is
+    > 1, wrong where it is < -1, and re-evaluated with the canonical float64 formula in between.
     """
 
     def __init__(self, per_view: torch.Tensor, labels: torch.Tensor, w_min: float, w_max: float) -> None:
@@ -343,11 +353,13 @@ class _ViewEvaluator:
         rows = torch.arange(order.numel(), device=diff.device)[:, None].expand_as(keep)
         padded[rows[keep], rank[keep]] = scaled[keep]
         widths = (sizes + 3) // 4 * 4
-        self.blocks: list[tuple[int, torch.Tensor]] = []  # (block width, [V, images * width] float32)
+        self.blocks: list[tuple[int, torch.Tensor]] = []  # (block width, [V, width * images] float32)
         start = 0
         for w, count in zip(*torch.unique_consecutive(widths, return_counts=True)):
             stop, w = start + int(count), min(int(w), width)
-            self.blocks.append((w, padded[start:stop, :w].reshape(-1, v).T.to(torch.float32).contiguous()))
+            # Pair-slot-major columns, so the min over a block's slots runs over contiguous image rows.
+            block = padded[start:stop, :w].transpose(0, 1).reshape(-1, v)
+            self.blocks.append((w, block.T.to(torch.float32).contiguous()))
             start = stop
 
     def correct_counts(self, weights: torch.Tensor) -> torch.Tensor:
@@ -357,16 +369,18 @@ class _ViewEvaluator:
         if not self.blocks:
             return counts
         step = max(1, _CHUNK_ELEMENTS // sum(block.shape[1] for _, block in self.blocks))
+        unsure_step = max(1, _CHUNK_ELEMENTS // self.per_view[0].numel())  # canonical re-checks per batch
         for start in range(0, m, step):
             w = weights[start:start + step]
             w32 = (w / self.w_max).to(torch.float32)
-            smallest = torch.cat([(w32 @ block).view(w.shape[0], -1, width).amin(2) for width, block in self.blocks], 1)
+            smallest = torch.cat([(w32 @ block).view(w.shape[0], width, -1).amin(1)
+                                  for width, block in self.blocks], 1)
             counts[start:start + w.shape[0]] += (smallest > 1).sum(1)
             row, col = ((smallest >= -1) & (smallest <= 1)).nonzero(as_tuple=True)
-            if row.numel():
-                img = self.images[col]
-                correct = _strict_correct(weighted_view_sum(self.per_view[img], w[row]), self.labels[img])
-                counts[start:start + w.shape[0]].index_add_(0, row, correct.long())
+            for i in range(0, row.numel(), unsure_step):
+                r, img = row[i:i + unsure_step], self.images[col[i:i + unsure_step]]
+                correct = _strict_correct(weighted_view_sum(self.per_view[img], w[r]), self.labels[img])
+                counts[start:start + w.shape[0]].index_add_(0, r, correct.long())
         return counts
 
 
@@ -427,8 +441,10 @@ def _coordinate(evaluator: _ViewEvaluator, grid: torch.Tensor, views: int, max_r
 
 
 def view_correct_counts(per_view_logits: ArrayLike, labels: ArrayLike, weights: ArrayLike) -> torch.Tensor:
-    """Correct images for each weighting -> int64 [M]: `per_view_logits` [N, V, K], labels [N], positive
-    `weights` [M, V] (torch or numpy); logits = `weighted_view_sum(per_view_logits, w)` under the strict rule."""
+    """Correct images for each weighting -> int64 [M].
+
+    `per_view_logits` [N, V, K], labels [N], positive `weights` [M, V] (torch or numpy); the logits are
+    `weighted_view_sum(per_view_logits, w)`, judged with the strict rule."""
     (per_view,), labels = _check_logit_terms({"per_view_logits": per_view_logits}, labels, 3)
     w = _as_float64(weights, "weights", 2).to(per_view.device)
     if w.shape[1] != per_view.shape[1]:
@@ -439,17 +455,17 @@ def view_correct_counts(per_view_logits: ArrayLike, labels: ArrayLike, weights: 
     return _ViewEvaluator(per_view, labels, float(w.min()), float(w.max())).correct_counts(w)
 
 
-def search_view_weights(per_view_logits: ArrayLike, labels: ArrayLike, grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-                        method: str = "auto", max_rounds: int = 10, restarts: int = 0,
-                        seed: int = 0) -> ViewWeightResult:
+def search_view_weights(per_view_logits: ArrayLike, labels: ArrayLike,
+                        grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0), method: str = "auto",
+                        max_rounds: int = 10, restarts: int = 0, seed: int = 0) -> ViewWeightResult:
     """PointCLIP-style per-view weight search: logits = sum_v w_v * per_view_logits[:, v, :], w_v in `grid`.
 
     `per_view_logits` [N, V, K] (torch or numpy), `labels` [N], `grid` positive weight values. `method`:
     - "exhaustive": all len(grid)^V weightings; the first optimum in itertools.product(grid, repeat=V) order;
-    - "coordinate": coordinate ascent from uniform weights (all = max(grid)), then from `restarts` random grid
-      points drawn with `seed`. Each round visits the views in order, scores every grid value for that view with
-      the others fixed and moves to the first best value only if it strictly improves; it stops after a round
-      without change or after `max_rounds` rounds. The best start wins (the earliest on ties);
+    - "coordinate": coordinate ascent from uniform weights (all = max(grid)), then from `restarts` random
+      grid points drawn with `seed`. Each round visits the views in order, scores every grid value for that
+      view with the others fixed and moves to the first best value only if it strictly improves; it stops
+      after a round without change or after `max_rounds` rounds. The best start wins (the earliest on ties);
     - "auto": exhaustive up to 100k weightings (4^6 = 4096), else coordinate (4^10 is about 1M).
     """
     (per_view,), labels = _check_logit_terms({"per_view_logits": per_view_logits}, labels, 3)
@@ -473,12 +489,13 @@ def search_view_weights(per_view_logits: ArrayLike, labels: ArrayLike, grid: Seq
 
 
 def search_joint(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: ArrayLike, labels: ArrayLike,
-                 grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0), beta2_max: float = 2.0, beta3_max: float = 0.1,
-                 steps: int = 200, rounds: int = 2, method: str = "auto") -> JointSearchResult:
+                 grid: Sequence[float] = (0.25, 0.5, 0.75, 1.0), beta2_max: float = 2.0,
+                 beta3_max: float = 0.1, steps: int = 200, rounds: int = 2,
+                 method: str = "auto") -> JointSearchResult:
     """Alternating search of CALIP betas and view weights on [N, V, K] per-view logit terms.
 
-    Starts from uniform weights (all = max(grid)); each round (b) searches the betas on the view-aggregated terms
-    `weighted_view_sum(term, w)`, then (a) the view weights on the per-view combined logits
+    Starts from uniform weights (all = max(grid)); each round (b) searches the betas on the view-aggregated
+    terms `weighted_view_sum(term, w)`, then (a) the view weights on the per-view combined logits
     `clip + b2 * visual_guided + b3 * textual_blended`. The reported accuracy is that of the final logits
     `weighted_view_sum(clip + b2 * vg + b3 * tb, w)`; the best round wins (the earliest on ties).
     """
@@ -488,14 +505,15 @@ def search_joint(clip: ArrayLike, visual_guided: ArrayLike, textual_blended: Arr
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise CalipError(f"rounds must be an integer >= 1, got {rounds!r}")
     weights = torch.full((clip.shape[1],), max(values), dtype=torch.float64)
-    best: JointSearchResult | None = None
     history: list[float] = []
+    best: tuple[float, tuple[float, ...], float, float] | None = None  # accuracy, weights, beta2, beta3
     for _ in range(rounds):
         betas = search_betas(*(weighted_view_sum(t, weights) for t in (clip, vg, tb)), labels,
                              beta2_max=beta2_max, beta3_max=beta3_max, steps=steps)
-        views = search_view_weights(clip + betas.beta2 * vg + betas.beta3 * tb, labels, grid=values, method=method)
+        combined = clip + betas.beta2 * vg + betas.beta3 * tb
+        views = search_view_weights(combined, labels, grid=values, method=method)
         weights = torch.tensor(views.weights, dtype=torch.float64)
         history.append(views.accuracy)
-        if best is None or views.accuracy > best.accuracy:
-            best = JointSearchResult(views.accuracy, views.weights, betas.beta2, betas.beta3, ())
-    return JointSearchResult(best.accuracy, best.weights, best.beta2, best.beta3, tuple(history))
+        if best is None or views.accuracy > best[0]:
+            best = (views.accuracy, views.weights, betas.beta2, betas.beta3)
+    return JointSearchResult(*best, history=tuple(history))

@@ -1,6 +1,6 @@
 """Projection speed: ms per cloud for PointCLIP's and PointCLIP V2's projections, batched, on one device.
 
-    python experiments/bench_projection.py [--device cpu|cuda] [--batch 32] [--points 1024]
+    python experiments/bench_projection.py [--device cpu|cuda] [--batch 32] [--points 1024] [--threads N]
 
 Times `depth_maps` and `images` (224 x 224 RGB) for a batch of real ModelNet40 shapes (ply_data_test0.h5, repeated
 to fill the batch; seeded random points if the file is absent), prints them beside PointCLIP V2's quoted
@@ -66,9 +66,12 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--loop-clouds", type=int, default=2, help="clouds for the per-point loop comparison")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--h5", type=Path,
                         default=REPO.parent / "shared/data/modelnet40_ply_hdf5_2048/ply_data_test0.h5")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     clouds = load_clouds(args.h5, args.batch, args.points)
     points = torch.from_numpy(clouds).to(device)

@@ -164,12 +164,11 @@ class ParametricCALIP(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ math
 
-    def _check(self, fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
-        """Validate shapes; return global `[B, V, D]`, spatial `[B, V, N, D]` and whether the input was 2D."""
+    def _check(self, fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate shapes; return global `[B, V, D]` and spatial `[B, V, N, D]` (V = 1 for 2D inputs)."""
         if ft.ndim != 2 or ft.shape[1] != self.dim:
             raise CalipError(f"text features must be [K, {self.dim}], got {tuple(ft.shape)}")
-        flat = fv.ndim == 2 and fs.ndim == 3
-        if flat:
+        if fv.ndim == 2 and fs.ndim == 3:
             if self.num_views != 1:
                 raise CalipError(f"this module has {self.num_views} views: expected global [B, V, D] and spatial "
                                  f"[B, V, N, D], got {tuple(fv.shape)} and {tuple(fs.shape)}")
@@ -181,7 +180,7 @@ class ParametricCALIP(nn.Module):
         if fv.shape != (b, v, d) or d != self.dim or v != self.num_views:
             raise CalipError(f"shape mismatch: global {tuple(fv.shape)}, spatial {tuple(fs.shape)}; expected "
                              f"{self.num_views} view(s) of dimension {self.dim}")
-        return fv, fs, flat
+        return fv, fs
 
     def _view_terms_chunk(self, fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, keys: torch.Tensor,
                           values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -206,7 +205,7 @@ class ParametricCALIP(nn.Module):
                    text_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The three terms per view, each `[B, V, K]` (V = 1 for 2D inputs), before view weighting."""
         dtype = self.betas.dtype
-        fv, fs, _ = self._check(global_feats, spatial_feats, text_feats)
+        fv, fs = self._check(global_feats, spatial_feats, text_feats)
         ft = text_feats.to(dtype)
         keys = self.pre_visual.adjoint(self.pre_text(ft.unsqueeze(0)))  # Pv^T Pt Ft, [C, K, D]
         values = self.post_visual(ft.unsqueeze(0))  # Qv Ft, [C, K, D]

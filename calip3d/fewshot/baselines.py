@@ -192,16 +192,18 @@ COOP_C_GRID = (1e6, 1e4, 1e2, 1.0, 1e-2, 1e-4, 1e-6)
 
 
 def fit_logistic_regression(feats: torch.Tensor, labels: torch.Tensor, num_classes: int, C: float,
-                            max_iter: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+                            max_iter: int = 1000, tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression with scikit-learn's objective `C * sum_i CE_i + ||W||^2 / 2` (bias not
-    penalised), minimised in float64 by full-batch L-BFGS (strong Wolfe) from zero. Returns `W [K, D]`, `b [K]`."""
+    penalised), minimised in float64 by full-batch L-BFGS (strong Wolfe) from zero, and stopped like scikit-learn's
+    lbfgs (largest gradient entry <= `tol`, or `max_iter` iterations). Returns `W [K, D]`, `b [K]`."""
     x = feats.double()
     y = labels.long()
     weight = torch.zeros(num_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
-                            history_size=20, line_search_fn="strong_wolfe")
-    penalty = 1.0 / (2.0 * C * x.shape[0])  # the objective divided by C * N
+    scale = C * x.shape[0]  # minimise the objective divided by C * N (a mean loss), so tolerances scale with it
+    opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=tol / scale,
+                            tolerance_change=1e-12, history_size=10, line_search_fn="strong_wolfe")
+    penalty = 1.0 / (2.0 * scale)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()

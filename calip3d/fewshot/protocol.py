@@ -1,0 +1,104 @@
+"""CoOp's few-shot protocol: K train shots per class drawn with a seed, min(K, 4) validation shots per class, saved
+to a JSON split file and reused so that a run is reproducible.
+
+Validation shots come from the dataset's val split where it has one (CoOp's 2D datasets except ImageNet), otherwise
+from the train split without the train shots (ImageNet, whose CoOp val is its test, and the 3D datasets).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import CalipError
+from ..report import write_json
+from ..sampling import sample_per_class
+
+SPLIT_FORMAT = "calip3d.fewshot-split/1"
+
+
+@dataclass
+class FewShotSplit:
+    """Indices of the drawn shots. `train` index the train split; `val` index the split named by `val_source`.
+    `ids` digests identify the items (paths or cloud indices and labels) the indices were drawn from."""
+
+    dataset: str
+    shots: int
+    seed: int
+    val_shots: int
+    val_source: str  # "val" or "train"
+    train: list[int]
+    val: list[int]
+    classnames: list[str]
+    train_ids: str
+    val_ids: str
+    with_replacement: list[str] = field(default_factory=list)  # classes with fewer than K items (CoOp: resampled)
+    empty: list[str] = field(default_factory=list)  # classes with no train item: only their text features
+    format: str = SPLIT_FORMAT
+
+
+def digest_ids(ids: Sequence[object]) -> str:
+    return hashlib.sha256("\n".join(map(str, ids)).encode()).hexdigest()
+
+
+def draw_split(
+    dataset: str,
+    classnames: Sequence[str],
+    train_labels: Sequence[int],
+    train_ids: Sequence[object],
+    shots: int,
+    seed: int,
+    val_labels: Sequence[int] | None = None,
+    val_ids: Sequence[object] | None = None,
+) -> FewShotSplit:
+    """Draw K train shots per class and min(K, 4) val shots per class (from val when given, else from train
+    without the train shots)."""
+    if shots < 1:
+        raise CalipError(f"--shots must be >= 1, got {shots}")
+    k = len(classnames)
+    train = sample_per_class(train_labels, shots, seed, num_classes=k)
+    val_shots = min(shots, 4)
+    if val_labels is not None:
+        val = sample_per_class(val_labels, val_shots, seed, num_classes=k)
+        val_source, val_digest = "val", digest_ids(val_ids or [])
+    else:
+        val = sample_per_class(train_labels, val_shots, seed, num_classes=k, exclude=set(train.indices))
+        val_source, val_digest = "train", digest_ids(train_ids)
+    return FewShotSplit(
+        dataset=dataset, shots=shots, seed=seed, val_shots=val_shots, val_source=val_source,
+        train=train.indices, val=val.indices, classnames=list(classnames), train_ids=digest_ids(train_ids),
+        val_ids=val_digest, with_replacement=[classnames[c] for c in train.with_replacement],
+        empty=[classnames[c] for c in train.empty],
+    )
+
+
+def save_split(split: FewShotSplit, path: Path) -> Path:
+    return write_json(path, asdict(split))
+
+
+def load_split(path: Path, expected: FewShotSplit) -> FewShotSplit:
+    """Read a saved split; it must have been drawn from the same items with the same shots and seed."""
+    try:
+        data = json.loads(Path(path).read_text())
+        split = FewShotSplit(**data)
+    except (OSError, json.JSONDecodeError, TypeError) as err:
+        raise CalipError(f"cannot read few-shot split file {path}: {err}") from None
+    for name in ("format", "dataset", "shots", "seed", "classnames", "train_ids", "val_ids", "val_source"):
+        if getattr(split, name) != getattr(expected, name):
+            raise CalipError(
+                f"few-shot split file {path} does not match this run ({name} differs: "
+                f"{getattr(split, name)!r} in the file); delete it or choose another --split-dir"
+            )
+    return split
+
+
+def get_split(path: Path, drawn: FewShotSplit) -> tuple[FewShotSplit, bool]:
+    """The saved split at `path` when it exists (validated against `drawn`), else `drawn`, saved. Returns
+    (split, reused?)."""
+    if path.exists():
+        return load_split(path, drawn), True
+    save_split(drawn, path)
+    return drawn, False
