@@ -1,0 +1,5 @@
+"""`python -m calip3d.fewshot`."""
+
+from .cli import entry
+
+entry()
