@@ -93,7 +93,8 @@ class CLIPBackbone(torch.nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.visual.parameters()).dtype
+        """The image tower's compute dtype (its first convolution's; open_clip keeps some parameters in fp32)."""
+        return self.visual.conv1.weight.dtype
 
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -352,19 +353,21 @@ def load_backbone(
         model = _build_from_config(model_cfg, quick_gelu, precision)
         if pretrained_path is not None:
             _load_weights(model, pretrained_path)
+        if precision != "fp32":  # open_clip's mixed precision: LayerNorms stay float32, as create_model does
+            open_clip.model.convert_weights_to_lp(model, dtype=PRECISIONS[precision])
     else:
         try:
             with _quiet_hub():
                 model = open_clip.create_model(
                     name, pretrained=str(pretrained_path) if pretrained_path else pretrained,
-                    force_quick_gelu=quick_gelu, cache_dir=cache_dir, precision=precision, device="cpu",
+                    force_quick_gelu=quick_gelu, cache_dir=cache_dir, precision=precision, device=device,
                     weights_only=True,
                 )
         except RuntimeError as err:
             if "download" in str(err).lower() or "hub" in str(err).lower():
                 raise CalipError(_offline_message(name, pretrained or name, cache_dir, err)) from None
             raise CalipError(f"could not build {name} with weights {pretrained!r}: {err}") from None
-    model = model.to(device=device, dtype=PRECISIONS[precision]).eval()
+    model = model.to(device).eval()
     backbone = CLIPBackbone(model, _tokenizer_for(name, model, model_cfg, schema))
     transform = _val_transform(model, model_cfg)
     info = BackboneInfo(

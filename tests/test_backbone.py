@@ -167,3 +167,15 @@ def test_offline_without_cached_weights_gives_one_clear_error(tmp_path, caltech_
     assert "Traceback" not in proc.stderr
     assert "--pretrained PATH" in proc.stderr and "HF_HUB_OFFLINE" in proc.stderr
     assert str(tmp_path / "hub") in proc.stderr
+
+
+def test_low_precision_keeps_open_clip_mixed_precision(tmp_path):
+    config, checkpoint = write_tiny(tmp_path, "vit", seed=9)
+    full, _, _ = load_backbone(str(config), str(checkpoint))
+    half, _, _ = load_backbone(str(config), str(checkpoint), precision="bf16")
+    assert half.dtype == torch.bfloat16
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    (g16, s16), (g32, s32) = half.encode_image(images), full.encode_image(images)
+    torch.testing.assert_close(g16.float(), g32, atol=0.05, rtol=0)
+    torch.testing.assert_close(half.class_features(["cat"], ["a {}."]), full.class_features(["cat"], ["a {}."]),
+                               atol=0.05, rtol=0)
