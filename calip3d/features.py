@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -17,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_torch_save
 from .attention import calip_terms
 from .backbone import CLIPBackbone
 
@@ -135,19 +135,10 @@ class TermCache:
         path = self.path(spec)
         if path is None:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.contiguous() for k, v in terms.tensors().items()}
         blob = {"format": CACHE_FORMAT, "spec": json.loads(json.dumps(spec, default=str)), "tensors": tensors,
                 "digest": _digest(tensors)}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(blob, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_torch_save(blob, path)
 
     def get_or_compute(self, spec: dict[str, Any], compute: Callable[[], Terms]) -> Terms:
         cached = self.load(spec)

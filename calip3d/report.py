@@ -20,13 +20,13 @@ JSON schema (`calip3d.eval/1`)::
 from __future__ import annotations
 
 import json
-import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write
 
 SCHEMA = "calip3d.eval/1"
 
@@ -81,11 +81,5 @@ def format_table(result: dict[str, Any]) -> str:
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(payload, handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
-    return path
+    text = json.dumps(payload, indent=2, default=str) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -118,3 +118,24 @@ def test_classify_reports_bad_file_without_traceback(tiny, tmp_path):
                            "--backbone", str(tiny[0]), "--pretrained", str(tiny[1])],
                           capture_output=True, text=True, cwd=REPO, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "nan.npy" in proc.stderr
+
+
+def test_scanobjectnn_eval_on_written_official_layout(tiny, tmp_path):
+    import h5py
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "scanobjectnn" / "h5_files" / "main_split_nobg"
+    folder.mkdir(parents=True)
+    for name, per_class in (("training_objectdataset.h5", 2), ("test_objectdataset.h5", 1)):
+        labels = np.repeat(np.arange(15), per_class).astype(np.int64)
+        with h5py.File(folder / name, "w") as handle:
+            handle["data"] = (rng.normal(size=(len(labels), 2048, 3)) * 3 + 5).astype(np.float32)
+            handle["label"] = labels
+            handle["mask"] = np.zeros((len(labels), 2048), dtype=np.int64)
+    argv = ["--dataset", "scanobjectnn-objonly", "--data-root", str(tmp_path / "data"), "--backbone", str(tiny[0]),
+            "--pretrained", str(tiny[1]), "--tune-shots", "1", "--no-cache", "--output", str(tmp_path / "s.json")]
+    assert eval_main(argv) == 0
+    result = json.loads((tmp_path / "s.json").read_text())
+    assert result["num_samples"] == 15 and result["num_classes"] == 15
+    assert result["provenance"]["points"]["normalize"] is True
+    assert "15 clouds" in result["calip_tuned"]["betas_source"]

@@ -98,6 +98,14 @@ def test_modelnet40_methods_and_mismatched_checkpoint(tiny, modelnet_h5_dir, tmp
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["test"] == first["test"] and again["history"] == first["history"] and again["split_reused"]
 
+    assert fewshot_main(_argv(tiny, root, tmp_path, "modelnet40", "--lr-grid", "0.01,0.001", "--views", "6",
+                              "--output", str(tmp_path / "grid.json"), "--checkpoint", str(tmp_path / "g.pt"))) == 0
+    grid = json.loads((tmp_path / "grid.json").read_text())
+    searched = grid["hyperparameters"]["lr_search"]
+    assert [lr for lr, _ in searched] == [0.01, 0.001]
+    best = max(searched, key=lambda item: item[1])  # first maximum, as the command keeps it
+    assert grid["hyperparameters"]["lr"] == best[0] and grid["val_top1"] == best[1]
+
     for method in ("tip-adapter", "linear-probe", "pointclip-adapter", "zero-shot"):
         assert fewshot_main(_argv(tiny, root, tmp_path, "modelnet40", "--method", method, "--output",
                                   str(tmp_path / f"{method}.json"), "--checkpoint", str(tmp_path / "pc.pt"))) == 0

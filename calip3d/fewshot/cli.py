@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="epochs (default: 100 for calip-fs, 20 for tip-adapter-f, 250 for pointclip-adapter)")
     train.add_argument("--lr", type=float, default=None,
                        help="learning rate (default: 1e-3; 0.01 for pointclip-adapter as PointCLIP)")
+    train.add_argument("--lr-grid", default=None, metavar="LR1,LR2,...",
+                       help="train once per learning rate and keep the one with the best val-shot accuracy "
+                            "(first on ties); the search is recorded in the results")
     train.add_argument("--train-batch-size", type=int, default=32, help="training batch size")
     train.add_argument("--weight-decay", type=float, default=None, help="weight decay (default 1e-4)")
     train.add_argument("--label-smoothing", type=float, default=None,
@@ -97,6 +100,35 @@ def _parse_betas(text: str | None, default: tuple[float, float]) -> tuple[float,
     if len(values) != 3:
         raise CalipError(f"--betas expects three numbers 1,B2,B3, got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def _lr_grid(text: str) -> list[float]:
+    try:
+        grid = [float(v) for v in text.split(",")]
+    except ValueError:
+        grid = []
+    if not grid or any(v <= 0 for v in grid):
+        raise CalipError(f"--lr-grid expects positive learning rates LR1,LR2,..., got {text!r}")
+    return grid
+
+
+def _fit(method: FewShotMethod, lr_grid: list[float] | None, train: Tokens, val: Tokens, text: torch.Tensor,
+         copies: int) -> FewShotMethod:
+    """Fit `method`; with `lr_grid`, once per learning rate, keeping the best on the val shots."""
+    if not lr_grid:
+        method.fit(train, val, text, copies=copies)
+        return method
+    if len(val) == 0:
+        raise CalipError("--lr-grid selects on the val shots, but this split has none")
+    best, search = None, []
+    for lr in lr_grid:
+        candidate = FewShotMethod(method.name, replace(method.hyper, lr=lr), method.views)
+        candidate.fit(train, val, text, copies=copies)
+        search.append([lr, candidate.val_top1])
+        if best is None or candidate.val_top1 > best.val_top1:
+            best = candidate
+    best.details["lr_search"] = search
+    return best
 
 
 def _defaults(args: argparse.Namespace) -> tuple[int, float, float, float]:
@@ -231,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for flag in ("shots", "train_batch_size", "batch_size", "points"):
         if getattr(args, flag) < 1:
             raise CalipError(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.lr_grid and args.method not in ("calip-fs", "pointclip-adapter", "tip-adapter-f"):
+        raise CalipError(f"--lr-grid applies to trained methods (calip-fs, pointclip-adapter, tip-adapter-f), "
+                         f"not {args.method}")
     if args.augment < 0 or (args.limit is not None and args.limit < 1):
         raise CalipError("--augment must be >= 0 and --limit >= 1")
     if args.eval_only and not args.checkpoint:
@@ -268,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   label_smoothing=smoothing, seed=args.seed, hidden=args.hidden, learn_betas=args.learn_betas,
                   shared_views=not args.per_view, betas=betas, temperature=args.temperature,
                   device=str(backbone.device))
+    lr_grid = _lr_grid(args.lr_grid) if args.lr_grid else None
     method = FewShotMethod(args.method, hyper, views)
     meta = {"backbone": info.name, "weights": info.weights, "classnames": list(source.classnames),
             "dataset": source.dataset, "views": views, "method": args.method, "prompts": prompts.description}
@@ -286,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_tokens = concat_tokens(train_parts)
         val_tokens = _encode_subset(source, backbone, transform, projector, split.val, split.val_source == "val",
                                     "val shots")
-        method.fit(train_tokens, val_tokens, text, copies=1 + args.augment)
+        method = _fit(method, lr_grid, train_tokens, val_tokens, text, 1 + args.augment)
         if args.method in TRAINED_MODULES:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": args.shots, "seed": args.seed})
 
@@ -313,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "zero_shot_reference": {"clip": scores["clip"], "calip": {**scores["calip"], "betas": list(betas)}},
         "split_file": str(split_path), "split_reused": reused,
         "split": {k: v for k, v in asdict(split).items() if k not in ("train", "val", "classnames")},
-        "hyperparameters": {**{k: v for k, v in asdict(hyper).items() if k != "extra"}, "augment": args.augment,
+        "hyperparameters": {**{k: v for k, v in asdict(method.hyper).items() if k != "extra"}, "augment": args.augment,
                             "selection": "best epoch on the val shots" if args.method in TRAINED_MODULES
                             else "searched on the val shots", **method.details},
         "checkpoint": str(checkpoint) if args.method in TRAINED_MODULES else None,

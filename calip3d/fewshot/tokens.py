@@ -7,8 +7,6 @@ float16 to halve memory. The test split is streamed through the encoder by defau
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..atomic import atomic_torch_save
 from ..backbone import CLIPBackbone
 from ..features import batched, cache_key
 
@@ -123,15 +122,6 @@ class TokenCache:
 
     def save(self, spec: dict[str, Any], tokens: Tokens) -> Path:
         path = self.path(spec)
-        path.parent.mkdir(parents=True, exist_ok=True)
         print(f"writing the test token cache: {tokens.nbytes() / 2**20:.1f} MiB to {path}")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save({"spec": cache_key(spec), "global_feats": tokens.global_feats,
-                        "spatial_feats": tokens.spatial_feats, "labels": tokens.labels}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_torch_save({"spec": cache_key(spec), "global_feats": tokens.global_feats,
+                                  "spatial_feats": tokens.spatial_feats, "labels": tokens.labels}, path)

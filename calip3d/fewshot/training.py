@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from calip3d.atomic import atomic_torch_save
 from calip3d.errors import CalipError
 from calip3d.metrics import topk_accuracy
 
@@ -280,17 +279,7 @@ def save_checkpoint(path: str | Path, module: nn.Module, meta: dict[str, Any]) -
         "config": _plain(describe(), "the module configuration"),
         "meta": _plain(meta, "checkpoint meta"),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | Path, expected_meta: dict[str, Any] | None = None,
