@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .errors import CalipError, run_cli
-from .eval import _betas, _weights, add_backbone_args, load_from_args
+from .eval import HelpFormatter, _betas, _weights, add_backbone_args, load_from_args
 from .presets import DEFAULT_3D_BETAS
 
 MODELNET40_CLASSES = (
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify point-cloud or mesh files zero-shot with CALIP over PointCLIP depth views. "
                     f"Default betas 1,{DEFAULT_3D_BETAS[0]},{DEFAULT_3D_BETAS[1]} (CALIP's ImageNet pair) and "
                     "uniform view weights.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("files", nargs="+", help="point-cloud or mesh files")
     labels = parser.add_mutually_exclusive_group(required=True)

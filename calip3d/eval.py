@@ -41,6 +41,16 @@ def _weights(text: str) -> list[float] | str:
     return values
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Adds "(default: X)" to a flag's help unless the help already speaks of its default or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})"
+
+
 def add_backbone_args(parser: argparse.ArgumentParser) -> None:
     """Flags shared by eval, classify and fewshot: model, weights, device, precision, encoding batch."""
     group = parser.add_argument_group("backbone")
@@ -95,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Zero-shot CLIP/PointCLIP vs CALIP on one dataset. Reports plain CLIP, CALIP with published "
                     "(2D) or default (3D) betas, and CALIP tuned on a held-out tuning set; test-tuned ('oracle') "
                     "numbers only with --tune-on test.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--dataset", required=True,
                         help="2D: imagenet, caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, "

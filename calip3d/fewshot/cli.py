@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CalipError, run_cli
-from ..eval import add_backbone_args, load_from_args
+from ..eval import HelpFormatter, add_backbone_args, load_from_args
 from ..metrics import topk_accuracy
 from ..report import provenance, write_json
 from .methods import METHODS, TRAINED_MODULES, FewShotMethod, Hyper, zero_shot_logits
@@ -34,8 +34,8 @@ SCHEMA = "calip3d.fewshot/1"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m calip3d.fewshot", description=__doc__.split("\n\n")[0] + " " + __doc__.split("\n\n")[1],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        prog="python -m calip3d.fewshot", description=__doc__,
+        formatter_class=HelpFormatter)
     parser.add_argument("--dataset", required=True, help="a 2D CoOp dataset or a 3D dataset (as calip3d.eval)")
     parser.add_argument("--data-root", required=True, help="folder holding the dataset folders")
     parser.add_argument("--shots", type=int, default=16, help="train shots per class (1, 2, 4, 8, 16)")
