@@ -9,14 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
 from .errors import CalipError, run_cli
-
-IMAGE_SIZE_NOTE = "the commands render/resize to the backbone's own input resolution"
-
 
 def _betas(text: str) -> tuple[float, float, float]:
     try:

@@ -55,12 +55,10 @@ def stream_terms(
     temperature: float,
     total: int | None = None,
     desc: str = "encoding",
-    spatial: bool = True,
 ) -> Terms:
     """Encode `batches` of `(images, labels, indices)` and compute the CALIP terms batch by batch.
 
-    `images` is `[B, 3, S, S]` or `[B, V, 3, S, S]` (views of point clouds, all encoded in one pass). With
-    `spatial=False` only the plain CLIP term is computed (the other two are returned as zeros): the CLIP baseline.
+    `images` is `[B, 3, S, S]` or `[B, V, 3, S, S]` (views of point clouds, all encoded in one pass).
     """
     text = text_feats.to(backbone.device)
     out: dict[str, list[torch.Tensor]] = {k: [] for k in ("clip", "vg", "tb", "glob", "labels", "indices")}
@@ -68,13 +66,8 @@ def stream_terms(
         for images, labels, indices in batches:
             views = images.shape[1] if images.ndim == 5 else None
             flat = images.flatten(0, 1) if views else images
-            if spatial:
-                glob, tokens = backbone.encode_image(flat)
-                clip, vg, tb = calip_terms(glob, tokens, text, temperature)
-            else:
-                glob = backbone.encode_global(flat)
-                clip = glob.float() @ text.float().t()
-                vg = tb = torch.zeros_like(clip)
+            glob, tokens = backbone.encode_image(flat)
+            clip, vg, tb = calip_terms(glob, tokens, text, temperature)
             shape = (images.shape[0], views) if views else (images.shape[0],)
             for key, value in (("clip", clip), ("vg", vg), ("tb", tb), ("glob", glob.float())):
                 out[key].append(value.reshape(*shape, value.shape[-1]).cpu())

@@ -294,7 +294,7 @@ class RealisticProjector(_MultiViewProjector):
       carry the extra pi/9, pi/15 tilts (not in the paper).
     Other deviations from the code: a cloud whose points all coincide (longest side 0) is not divided by zero
     (the code gives NaN; here it lands in the centre); the depth slice index is clamped to [0, D - 1] (a no-op for
-    depth_bias >= 0); pure torch `scatter_reduce_` instead of torch-scatter, and no hard-coded `.cuda()`.
+    depth_bias >= 0); pure torch `scatter_reduce_` instead of torch-scatter, and no hard-coded device.
     """
 
     def __init__(self, views: int | Sequence[Sequence[float]] = 10, tilts: Sequence[Sequence[float]] | None = None,

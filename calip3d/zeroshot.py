@@ -7,6 +7,7 @@ labelled "oracle" everywhere.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -41,21 +42,19 @@ class Encoder:
         return {"backbone": self.info.as_dict(), "precision": self.precision, "temperature": self.temperature}
 
     def image_terms(self, split: Any, items: Sequence[tuple[str, int]], text: torch.Tensor, prompts: str,
-                    desc: str, spatial: bool = True) -> Terms:
+                    desc: str) -> Terms:
         """Terms of image `items` ([(path, label)]) of `split` (an `ImageSplit`), cached."""
         from .datasets.images import ImageFileDataset, collate_skip_bad
 
         spec = {**self.base_spec(), "kind": "image-terms", "dataset": split.dataset, "split": split.split,
                 "split_file": split.split_file, "items": _digest_items(items), "prompts": prompts,
-                "text": _digest_tensor(text), "transform": repr(self.transform), "skip_bad": self.skip_bad_files,
-                "spatial": spatial}
+                "text": _digest_tensor(text), "transform": repr(self.transform), "skip_bad": self.skip_bad_files}
 
         def compute() -> Terms:
             data = ImageFileDataset(list(items), self.transform, skip_bad_files=self.skip_bad_files)
             loader = DataLoader(data, batch_size=self.batch_size, num_workers=self.workers, shuffle=False,
                                 collate_fn=collate_skip_bad)
-            return stream_terms(self.backbone, loader, text, self.temperature, total=len(items), desc=desc,
-                                spatial=spatial)
+            return stream_terms(self.backbone, loader, text, self.temperature, total=len(items), desc=desc)
 
         return self.cache.get_or_compute(spec, compute)
 
@@ -78,14 +77,10 @@ class Encoder:
 
 
 def _digest_items(items: Sequence[tuple[str, int]]) -> str:
-    import hashlib
-
     return hashlib.sha256("\n".join(f"{p}\t{y}" for p, y in items).encode()).hexdigest()
 
 
 def _digest_array(array: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 

@@ -177,5 +177,6 @@ def test_low_precision_keeps_open_clip_mixed_precision(tmp_path):
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     (g16, s16), (g32, s32) = half.encode_image(images), full.encode_image(images)
     torch.testing.assert_close(g16.float(), g32, atol=0.05, rtol=0)
+    torch.testing.assert_close(s16.float(), s32, atol=0.05, rtol=0)
     torch.testing.assert_close(half.class_features(["cat"], ["a {}."]), full.class_features(["cat"], ["a {}."]),
                                atol=0.05, rtol=0)
