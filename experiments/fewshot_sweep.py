@@ -1,8 +1,9 @@
 """Few-shot sweep: datasets x shots x seeds x methods through `python -m calip3d.fewshot`, on the same drawn splits.
 
 Writes a table of mean and standard deviation over seeds (CSV and JSON) and a plot of test accuracy against shots
-(PNG). Every other flag is passed to `calip3d.fewshot` unchanged (backbone, weights, data root, epochs, ...). The test
-split's tokens are cached once per dataset (`--cache-tokens`), so each extra method costs only its own training.
+(PNG). Every other flag is passed to `calip3d.fewshot` unchanged (backbone, weights, data root, epochs, ...). Tokens
+are cached (`--cache-tokens`): the test split once per dataset, the drawn shots once per (shots, seed), so each
+extra method costs only its own training.
 
     python experiments/fewshot_sweep.py --datasets caltech101 modelnet40 --shots 1 2 4 8 16 --seeds 1 2 3 \
         --methods zero-shot tip-adapter linear-probe calip-fs -- --data-root DATA --backbone RN50 --pretrained openai

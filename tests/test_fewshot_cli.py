@@ -139,3 +139,6 @@ def test_sweep_writes_table_and_plot(tiny, modelnet_h5_dir, tmp_path):
     assert row["mean_top1"] == pytest.approx(sum(runs) / 2)
     assert (tmp_path / "sweep" / "summary.csv").read_text().startswith("dataset,method,shots")
     assert (tmp_path / "sweep" / "accuracy_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
+    # the test split is encoded once, the train and val shots once per seed, whatever the number of methods
+    assert len(list((tmp_path / "sweep" / "tokens").glob("tokens-*.pt"))) == 1 + 2 * 2
+    assert proc.stdout.count("writing the test token cache") == 1

@@ -22,7 +22,7 @@ from ..eval import HelpFormatter, add_backbone_args, load_from_args
 from ..metrics import topk_accuracy
 from ..report import provenance, write_json
 from .methods import METHODS, TRAINED_MODULES, FewShotMethod, Hyper, zero_shot_logits
-from .protocol import FewShotSplit, draw_split, get_split
+from .protocol import FewShotSplit, digest_ids, draw_split, get_split
 from .tokens import (
     TokenCache, Tokens, augment_points, augmented_image_transform, concat_tokens, encode_tokens, image_batches,
     point_batches,
@@ -310,33 +310,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else \
         Path("results/fewshot/checkpoints") / f"{source.dataset}_{args.method}_{args.shots}shot_seed{args.seed}.pt"
 
+    cache = TokenCache(Path(args.cache_tokens)) if args.cache_tokens else None
+    base_spec = {"backbone": info.as_dict(), "precision": precision, "dataset": source.dataset, "views": views,
+                 "projector": projector.describe() if projector else None, "transform": repr(transform)}
     if args.eval_only:
         module = method.build_module(backbone.embed_dim)
         load_checkpoint(checkpoint, expected_meta=meta, module=module)
         val_tokens = None
     else:
-        train_parts = [_encode_subset(source, backbone, transform, projector, split.train, False, "train shots")]
+        def shots(indices: list[int], from_val: bool, desc: str, augment_seed: int | None = None) -> Tokens:
+            compute = lambda: _encode_subset(source, backbone, transform, projector, indices,  # noqa: E731
+                                             from_val, desc, augment_seed)
+            if cache is None:
+                return compute()
+            spec = {**base_spec, "part": desc, "indices": digest_ids(indices), "from_val": from_val,
+                    "augment_seed": augment_seed, "split_ids": [split.train_ids, split.val_ids]}
+            return cache.get_or_compute(spec, compute, desc)
+
+        train_parts = [shots(split.train, False, "train shots")]
         for copy in range(args.augment):
-            train_parts.append(_encode_subset(source, backbone, transform, projector, split.train, False,
-                                              f"augmented copy {copy + 1}", augment_seed=args.seed * 1000 + copy))
+            train_parts.append(shots(split.train, False, f"augmented copy {copy + 1}", args.seed * 1000 + copy))
         train_tokens = concat_tokens(train_parts)
-        val_tokens = _encode_subset(source, backbone, transform, projector, split.val, split.val_source == "val",
-                                    "val shots")
+        val_tokens = shots(split.val, split.val_source == "val", "val shots")
         method = _fit(method, lr_grid, train_tokens, val_tokens, text, 1 + args.augment)
         if args.method in TRAINED_MODULES:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": args.shots, "seed": args.seed})
 
     total = source.test_size()
-    if args.cache_tokens:
-        cache = TokenCache(Path(args.cache_tokens))
-        spec = {"backbone": info.as_dict(), "precision": precision, "dataset": source.dataset,
-                "split_file": source.split_file, "limit": args.limit, "views": views,
-                "projector": projector.describe() if projector else None, "transform": repr(transform)}
-        tokens = cache.load(spec)
-        if tokens is None:
-            tokens = encode_tokens(backbone, _test_batches(source, backbone, transform, projector), total,
-                                   "test tokens")
-            cache.save(spec, tokens)
+    if cache is not None:
+        spec = {**base_spec, "part": "test", "split_file": source.split_file, "limit": args.limit}
+        tokens = cache.get_or_compute(
+            spec, lambda: encode_tokens(backbone, _test_batches(source, backbone, transform, projector), total,
+                                        "test tokens"), "test")
         batches = _tokens_as_batches(tokens, args.batch_size)
     else:
         batches = _token_stream(_test_batches(source, backbone, transform, projector), backbone)

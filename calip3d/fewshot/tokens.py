@@ -99,7 +99,8 @@ def concat_tokens(parts: list[Tokens]) -> Tokens:
 
 
 class TokenCache:
-    """On-disk float16 token cache for repeated evaluations of the test split (`--cache-tokens`)."""
+    """On-disk float16 token cache (`--cache-tokens`): the test split for repeated evaluations, and the drawn
+    train/val shots, so that a sweep over methods encodes each split once."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -120,8 +121,15 @@ class TokenCache:
             path.unlink(missing_ok=True)
             return None
 
-    def save(self, spec: dict[str, Any], tokens: Tokens) -> Path:
+    def get_or_compute(self, spec: dict[str, Any], compute: Callable[[], Tokens], what: str) -> Tokens:
+        tokens = self.load(spec)
+        if tokens is None:
+            tokens = compute()
+            self.save(spec, tokens, what)
+        return tokens
+
+    def save(self, spec: dict[str, Any], tokens: Tokens, what: str = "test") -> Path:
         path = self.path(spec)
-        print(f"writing the test token cache: {tokens.nbytes() / 2**20:.1f} MiB to {path}")
+        print(f"writing the {what} token cache: {tokens.nbytes() / 2**20:.1f} MiB to {path}")
         return atomic_torch_save({"spec": cache_key(spec), "global_feats": tokens.global_feats,
                                   "spatial_feats": tokens.spatial_feats, "labels": tokens.labels}, path)
