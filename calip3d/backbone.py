@@ -303,8 +303,9 @@ def load_backbone(
     if precision not in PRECISIONS:
         raise CalipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
-    pretrained_path = Path(pretrained) if pretrained and (Path(pretrained).suffix in CHECKPOINT_SUFFIXES
-                                                         or os.sep in pretrained) else None
+    looks_like_file = pretrained and (Path(pretrained).suffix in CHECKPOINT_SUFFIXES or os.sep in pretrained
+                                      or Path(pretrained).is_file())
+    pretrained_path = Path(pretrained) if looks_like_file else None
     if pretrained_path is not None and not pretrained_path.is_file():
         raise CalipError(f"checkpoint file not found: {pretrained_path}")
 
@@ -317,6 +318,11 @@ def load_backbone(
             raise CalipError(f"model config file not found: {config_path}")
         model_cfg = read_model_config(config_path)
         extra["config_sha256"] = sha256_file(config_path)
+        if pretrained and pretrained_path is None:
+            raise CalipError(
+                f"with a model-config JSON ({config_path}), --pretrained must be a checkpoint file; {pretrained!r} "
+                "is not one (weights tags belong to built-in model names such as RN50)"
+            )
     elif schema:
         model_cfg = None
     else:

@@ -150,6 +150,12 @@ def test_config_without_required_keys_is_refused(tmp_path):
         load_backbone(str(path), None)
 
 
+def test_config_json_with_a_weights_tag_is_refused(tmp_path):
+    config, _ = write_tiny(tmp_path, "resnet")
+    with pytest.raises(CalipError, match="must be a checkpoint file"):
+        load_backbone(str(config), "openai")
+
+
 def test_unknown_tag_and_missing_file(tmp_path):
     with pytest.raises(CalipError, match="neither a checkpoint file nor a known weights tag"):
         load_backbone("RN50", "no-such-tag")
