@@ -296,7 +296,7 @@ def load_backbone(
     `name`: an open_clip model name (`RN50`, `ViT-B-16`, `ViT-B/16` also accepted), `hf-hub:org/repo`,
     `local-dir:/path`, or the path of an open_clip model-config JSON. `pretrained`: an open_clip tag (`openai`,
     `laion2b_s34b_b79k`, ...), a local checkpoint file (.pt/.pth/.bin/.safetensors, OpenAI TorchScript included), or
-    None for random weights (tests only). `quick_gelu`: None = automatic (on for tags trained with QuickGELU, such as
+    None for random weights (tests only). `quick_gelu`: None = automatic (on for OpenAI TorchScript files and tags trained with QuickGELU, such as
     `openai`; off for files unless the config says so). Returns (backbone in eval mode, val transform, info).
     """
     open_clip = _open_clip()
@@ -342,8 +342,14 @@ def load_backbone(
                     f"{pretrained!r} is neither a checkpoint file nor a known weights tag for {name} "
                     f"(known tags: {', '.join(tags) or 'none'})"
                 )
+    torchscript = pretrained_path is not None and _is_torchscript(pretrained_path)
     if quick_gelu is None:
-        quick_gelu = bool(tag_cfg.get("quick_gelu", False)) or bool((model_cfg or {}).get("quick_gelu", False))
+        # OpenAI's TorchScript files are always QuickGELU models, as open_clip's own OpenAI loader assumes
+        quick_gelu = torchscript or bool(tag_cfg.get("quick_gelu", False)) \
+            or bool((model_cfg or {}).get("quick_gelu", False))
+        if pretrained_path is not None and not quick_gelu and "openai" in pretrained_path.name.lower():
+            warnings.warn(f"{pretrained_path.name} looks like OpenAI weights, which need QuickGELU: add --quick-gelu "
+                          "(without it accuracy drops silently)", stacklevel=2)
 
     if pretrained_path is not None:
         weights = f"file:{pretrained_path} sha256:{sha256_file(pretrained_path)}"
@@ -355,7 +361,7 @@ def load_backbone(
         weights = "random"
         warnings.warn(f"no pretrained weights given for {name}: the model has random weights", stacklevel=2)
 
-    if config_path is not None or (pretrained_path is not None and _is_torchscript(pretrained_path)):
+    if config_path is not None or torchscript:
         model = _build_from_config(model_cfg, quick_gelu, precision)
         if pretrained_path is not None:
             _load_weights(model, pretrained_path)

@@ -60,7 +60,7 @@ def add_backbone_args(parser: argparse.ArgumentParser) -> None:
                             "timing only (default: openai)")
     group.add_argument("--quick-gelu", action="store_true",
                        help="build the model with QuickGELU; needed for OpenAI weights loaded from a local file "
-                            "(automatic for the 'openai' tag)")
+                            "(automatic for the 'openai' tag and OpenAI's TorchScript .pt files)")
     group.add_argument("--cache-dir-weights", dest="weights_cache", default=None,
                        help="where open_clip/huggingface look for downloaded weights (default: the HF hub cache)")
     group.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")

@@ -104,6 +104,7 @@ def test_torchscript_checkpoint_loads_without_unpickling(tmp_path):
     backbone, _, info = load_backbone(str(config), str(path))
     for (name, a), b in zip(backbone.model.state_dict().items(), model.state_dict().values()):
         assert torch.equal(a, b), name
+    assert info.quick_gelu  # OpenAI's TorchScript files are QuickGELU models
 
 
 class _StateHolder(torch.nn.Module):
