@@ -296,8 +296,9 @@ def load_backbone(
     `name`: an open_clip model name (`RN50`, `ViT-B-16`, `ViT-B/16` also accepted), `hf-hub:org/repo`,
     `local-dir:/path`, or the path of an open_clip model-config JSON. `pretrained`: an open_clip tag (`openai`,
     `laion2b_s34b_b79k`, ...), a local checkpoint file (.pt/.pth/.bin/.safetensors, OpenAI TorchScript included), or
-    None for random weights (tests only). `quick_gelu`: None = automatic (on for OpenAI TorchScript files and tags trained with QuickGELU, such as
-    `openai`; off for files unless the config says so). Returns (backbone in eval mode, val transform, info).
+    None for random weights (tests only). `quick_gelu`: None = automatic (on for OpenAI TorchScript files and for
+    tags trained with QuickGELU, such as `openai`; off for other files unless the config says so).
+    Returns (backbone in eval mode, val transform, info).
     """
     open_clip = _open_clip()
     if precision not in PRECISIONS:
