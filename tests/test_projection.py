@@ -365,3 +365,16 @@ def test_bad_settings_raise_calip_error():
         RealisticProjector(pool_size=(1, 3, 3), pool_padding=(0, 2, 2))
     with pytest.raises(CalipError, match="depth_bias >= 0"):
         RealisticProjector(depth_bias=-0.5)
+
+
+@pytest.mark.parametrize("pool, pad", [((1, 7, 7), (0, 2, 2)), ((3, 5, 5), (1, 2, 2)), ((2, 6, 6), (1, 3, 3)),
+                                       ((1, 1, 1), (0, 0, 0)), ((2, 3, 4), (0, 1, 2))])
+def test_realistic_densify_and_smooth_equal_torch_pooling_and_convolution(pool, pad):
+    grid = torch.rand(2, 3, 6, 20, 18, generator=torch.Generator().manual_seed(sum(pool)))
+    grid[grid < 0.7] = 0  # sparse, like a quantized grid
+    proj = RealisticProjector(pool_size=pool, pool_padding=pad, smooth_size=(3, 3, 3), smooth_padding=(1, 1, 1))
+    flat = grid.reshape(-1, 1, *grid.shape[-3:])
+    pooled = F.max_pool3d(flat, pool, stride=1, padding=pad)
+    assert torch.equal(proj.densify(grid), pooled.view(*grid.shape[:2], *pooled.shape[-3:]))
+    conv = F.conv3d(flat, proj.gaussian_kernel()[None, None], padding=(1, 1, 1))
+    torch.testing.assert_close(proj.smooth(grid), conv.view(*grid.shape[:2], *conv.shape[-3:]), atol=1e-6, rtol=1e-6)
