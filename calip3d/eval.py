@@ -154,8 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ModelNet40 release: h5 (modelnet40_ply_hdf5_2048, default) or resampled "
                              "(modelnet40_normal_resampled)")
     points.add_argument("--up-axis", choices=("y", "z"), default="y", help="up axis of the data (datasets are y-up)")
-    points.add_argument("--distance", type=float, default=None, help="projection distance (pointclip default 1.6)")
-    points.add_argument("--resolution", type=int, default=None, help="depth-map resolution (pointclip default 128)")
+    points.add_argument("--distance", type=float, default=None,
+                        help="projection distance (pointclip default 1.6; PointCLIP Table 1: modelnet10 1.7, "
+                             "modelnet40 1.6, scanobjectnn 1.8)")
+    points.add_argument("--resolution", type=int, default=None,
+                        help="depth-map resolution (pointclip default 128; PointCLIP Table 1: modelnet10 100, "
+                             "modelnet40 121, scanobjectnn 196)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--cache-dir", default=None,
                      help="cache of encoded terms (default: $CALIP3D_CACHE or ~/.cache/calip3d)")
