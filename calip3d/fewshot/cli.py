@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import CalipError, run_cli
-from ..eval import HelpFormatter, add_backbone_args, load_from_args
+from ..eval import HelpFormatter, _betas, add_backbone_args, load_from_args
 from ..metrics import topk_accuracy
 from ..report import provenance, write_json
 from .methods import METHODS, TRAINED_MODULES, FewShotMethod, Hyper, zero_shot_logits
@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="pre-encode N augmented copies of the train shots (random crop/flip for images, "
                             "random scale/translate for point clouds)")
     calip = parser.add_argument_group("CALIP")
-    calip.add_argument("--betas", default=None,
+    calip.add_argument("--betas", type=_betas, default=None,
                        help="initial/zero-shot betas 1,B2,B3 (default: the paper's per-dataset pair for 2D, "
                             "1,1.12,0.02 for 3D)")
     calip.add_argument("--temperature", type=float, default=0.5, help="attention temperature")
@@ -88,18 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--cache-tokens", default=None, metavar="DIR",
                      help="keep the test split's float16 tokens in DIR for repeated evaluations (size printed)")
     return parser
-
-
-def _parse_betas(text: str | None, default: tuple[float, float]) -> tuple[float, float, float]:
-    if text is None:
-        return (1.0, *default)
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise CalipError(f"--betas expects three numbers 1,B2,B3, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 def _lr_grid(text: str) -> list[float]:
@@ -296,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         prompts = build_prompts(source.dataset, source.classnames, args.templates or "default")
     text = backbone.prompt_features(prompts.prompts)
-    betas = _parse_betas(args.betas, PAPER_BETAS.get(source.dataset, DEFAULT_3D_BETAS))
+    betas = args.betas or (1.0, *PAPER_BETAS.get(source.dataset, DEFAULT_3D_BETAS))
     epochs, lr, wd, smoothing = _defaults(args)
     torch.manual_seed(args.seed)
     hyper = Hyper(epochs=epochs, lr=lr, batch_size=args.train_batch_size, weight_decay=wd,

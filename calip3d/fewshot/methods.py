@@ -66,8 +66,6 @@ class Hyper:
 class FewShotMethod:
     """`fit(train, val, text)` then `logits(global, spatial, text)` per test batch."""
 
-    name = "zero-shot"
-
     def __init__(self, name: str, hyper: Hyper, views: int | None) -> None:
         if name not in METHODS:
             raise CalipError(f"unknown --method {name!r}; choose from {', '.join(METHODS)}")
@@ -149,9 +147,7 @@ class FewShotMethod:
         if self.name in TRAINED_MODULES:
             inputs = (glob, spatial) if self.name == "calip-fs" else glob
             return predict(self.module, inputs, text, device=self.hyper.device)
-        if self.name in ("tip-adapter", "tip-adapter-f"):
-            return self.model.logits(flat_global(glob))
-        if self.name == "linear-probe":
+        if self.model is not None:  # tip-adapter(-f), linear-probe: global features only
             return self.model.logits(flat_global(glob))
         weights = torch.full((self.views,), 1.0 / self.views) if self.views else None
         return zero_shot_logits(glob, spatial, text, self.hyper.betas, self.hyper.temperature, weights)[1]
