@@ -58,19 +58,82 @@ class BackboneInfo:
         }
 
 
+# The open_clip internals CLIPBackbone reads, per image-tower kind (checked when a backbone is built, so that an
+# open_clip release that moves one fails loudly, naming it, instead of computing something else).
+OPEN_CLIP_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "resnet": ("visual.conv1.weight", "visual.image_size", "visual.stem", "visual.layer1", "visual.layer2",
+               "visual.layer3", "visual.layer4", "visual.attnpool.positional_embedding", "visual.attnpool.num_heads",
+               "visual.attnpool.q_proj", "visual.attnpool.k_proj", "visual.attnpool.v_proj",
+               "visual.attnpool.c_proj", "encode_image", "encode_text"),
+    "vit": ("visual.conv1.weight", "visual.image_size", "visual._embeds", "visual.transformer", "visual.ln_post",
+            "visual.proj", "visual.attn_pool", "visual.pool_type", "visual.final_ln_after_pool", "encode_image",
+            "encode_text"),
+}
+SUPPORTED_OPEN_CLIP = ">=3.0,<3.4"  # the open_clip_torch releases the tests pass with (as pinned in pyproject.toml)
+
+
+def check_open_clip_attributes(model: torch.nn.Module, architecture: str) -> None:
+    """Raise `CalipError` naming the first open_clip attribute (of `OPEN_CLIP_ATTRIBUTES`) that `model` lacks."""
+    for dotted in OPEN_CLIP_ATTRIBUTES[architecture]:
+        obj = model
+        for part in dotted.split("."):
+            if not hasattr(obj, part):
+                import open_clip
+
+                raise CalipError(
+                    f"this open_clip release ({getattr(open_clip, '__version__', '?')}) has no `{dotted}` on "
+                    f"{type(model).__name__}, which calip3d reads to get CALIP's spatial tokens; install a supported "
+                    f"release: pip install 'open_clip_torch{SUPPORTED_OPEN_CLIP}'")
+            obj = getattr(obj, part)
+
+
 class CLIPBackbone(torch.nn.Module):
     """Wraps an open_clip CLIP model: global + spatial image tokens and class text features, all L2-normalised.
 
     ModifiedResNet towers: the attention pooling is run with every position as a query (HW+1 outputs, as the
     official CALIP code modifies CLIP); output 0 is the global feature (equal to `encode_image`), outputs 1..HW the
     spatial features. ViT towers with a class token: `ln_post` and `proj` are applied to every token; CLS is global.
+
+    `transform` is the model's own validation transform for images and `info` its provenance (both set by
+    `load_backbone`; for a model wrapped directly they are derived from the model, the weights identified by a
+    digest of its state dict).
     """
 
-    def __init__(self, model: torch.nn.Module, tokenizer: Callable | None = None) -> None:
+    def __init__(self, model: torch.nn.Module, tokenizer: Callable | None = None, transform: Callable | None = None,
+                 info: "BackboneInfo | None" = None) -> None:
         super().__init__()
         self.model = model.eval()
         self.architecture = check_spatial_support(model)
+        check_open_clip_attributes(model, self.architecture)
         self.tokenizer = tokenizer or _default_tokenizer(model)
+        self.transform = transform if transform is not None else _val_transform(model, None)
+        self._info = info
+
+    @property
+    def info(self) -> "BackboneInfo":
+        """Provenance; derived on first use for a model wrapped directly (weights = a digest of its state)."""
+        if self._info is None:
+            self._info = self._state_info()
+        return self._info
+
+    @info.setter
+    def info(self, value: "BackboneInfo") -> None:
+        self._info = value
+
+    def _state_info(self) -> "BackboneInfo":
+        digest = hashlib.sha256()
+        for key, value in self.model.state_dict().items():
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        quick = any(type(m).__name__ == "QuickGELU" for m in self.model.modules())
+        return BackboneInfo(name=type(self.model).__name__, pretrained=None, weights=f"state sha256:{digest.hexdigest()}",
+                            quick_gelu=quick, architecture=self.architecture, image_size=self.image_size,
+                            embed_dim=self.embed_dim)
+
+    @property
+    def precision(self) -> str:
+        """`fp32`, `fp16` or `bf16`: the image tower's compute precision."""
+        return next(name for name, dtype in PRECISIONS.items() if dtype == self.dtype)
 
     @property
     def visual(self) -> torch.nn.Module:
@@ -283,6 +346,47 @@ def _quiet_hub():
             lg.setLevel(level)
 
 
+def resolve_device(name: str) -> torch.device:
+    """`auto` (CUDA when available, else CPU), `cpu`, `cuda`, `cuda:N`; a CUDA device without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CalipError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CalipError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    return device
+
+
+def default_precision(device: torch.device) -> str:
+    """fp16 on CUDA, fp32 elsewhere."""
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """Which model and weights to load, and where: the arguments of `load_backbone` as a typed config.
+
+    `pretrained` None = random weights (timing only); `precision` None = `default_precision(device)`; `quick_gelu`
+    None = automatic (see `load_backbone`)."""
+
+    name: str = "RN50"
+    pretrained: str | None = "openai"
+    quick_gelu: bool | None = None
+    weights_cache: str | None = None
+    device: str = "auto"
+    precision: str | None = None
+
+    def load(self) -> "CLIPBackbone":
+        """The loaded backbone (its `transform` and `info` attached)."""
+        device = resolve_device(self.device)
+        backbone, _, _ = load_backbone(self.name, self.pretrained, device=device,
+                                       precision=self.precision or default_precision(device),
+                                       quick_gelu=self.quick_gelu, cache_dir=self.weights_cache)
+        return backbone
+
+
 def load_backbone(
     name: str,
     pretrained: str | None = None,
@@ -298,96 +402,178 @@ def load_backbone(
     `laion2b_s34b_b79k`, ...), a local checkpoint file (.pt/.pth/.bin/.safetensors, OpenAI TorchScript included), or
     None for random weights (tests only). `quick_gelu`: None = automatic (on for OpenAI TorchScript files and for
     tags trained with QuickGELU, such as `openai`; off for other files unless the config says so).
-    Returns (backbone in eval mode, val transform, info).
+    Returns (backbone in eval mode, val transform, info); the backbone also carries the transform and info.
     """
-    open_clip = _open_clip()
     if precision not in PRECISIONS:
         raise CalipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
+    pretrained_path = _checkpoint_path(pretrained)
+    source = _resolve_model(name, pretrained, pretrained_path)
+    torchscript = pretrained_path is not None and _is_torchscript(pretrained_path)
+    if quick_gelu is None:
+        quick_gelu = _automatic_quick_gelu(source, pretrained_path, torchscript)
+    if pretrained_path is not None:
+        _check_checkpoint_file(pretrained_path)
+    model = _build_model(source, pretrained, pretrained_path, torchscript, quick_gelu, precision, device, cache_dir)
+    model = model.to(device).eval()
+    backbone = CLIPBackbone(model, _tokenizer_for(source.name, model, source.config, source.schema),
+                            _val_transform(model, source.config))
+    backbone.info = BackboneInfo(
+        name=str(source.config_path or source.name), pretrained=pretrained,
+        weights=_weights_id(source, pretrained, pretrained_path), quick_gelu=quick_gelu,
+        architecture=backbone.architecture, image_size=backbone.image_size, embed_dim=backbone.embed_dim,
+        extra=source.extra,
+    )
+    return backbone, backbone.transform, backbone.info
+
+
+@dataclass
+class _ModelSource:
+    """Where a model's architecture comes from: a built-in name, a hub/local-dir schema or a config JSON."""
+
+    name: str
+    config: dict[str, Any] | None
+    config_path: Path | None = None
+    schema: bool = False
+    tag_cfg: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _checkpoint_path(pretrained: str | None) -> Path | None:
+    """The checkpoint file `pretrained` names, or None when it is a weights tag (or None)."""
     looks_like_file = pretrained and (Path(pretrained).suffix in CHECKPOINT_SUFFIXES or os.sep in pretrained
                                       or Path(pretrained).is_file())
-    pretrained_path = Path(pretrained) if looks_like_file else None
-    if pretrained_path is not None and not pretrained_path.is_file():
-        raise CalipError(f"checkpoint file not found: {pretrained_path}")
+    if not looks_like_file:
+        return None
+    path = Path(pretrained)
+    if not path.is_file():
+        raise CalipError(f"checkpoint file not found: {path}")
+    return path
 
-    schema = name.startswith(("hf-hub:", "local-dir:"))
-    config_path = Path(name) if name.endswith(".json") else None
-    extra: dict[str, Any] = {}
-    tag_cfg: dict[str, Any] = {}
-    if config_path is not None:
+
+def _resolve_model(name: str, pretrained: str | None, pretrained_path: Path | None) -> _ModelSource:
+    """Validate the model name / config file and the weights tag before anything is downloaded."""
+    open_clip = _open_clip()
+    if name.startswith(("hf-hub:", "local-dir:")):
+        return _ModelSource(name=name, config=None, schema=True)
+    if name.endswith(".json"):
+        config_path = Path(name)
         if not config_path.is_file():
             raise CalipError(f"model config file not found: {config_path}")
-        model_cfg = read_model_config(config_path)
-        extra["config_sha256"] = sha256_file(config_path)
+        config = read_model_config(config_path)
         if pretrained and pretrained_path is None:
             raise CalipError(
                 f"with a model-config JSON ({config_path}), --pretrained must be a checkpoint file; {pretrained!r} "
                 "is not one (weights tags belong to built-in model names such as RN50)"
             )
-    elif schema:
-        model_cfg = None
-    else:
-        name = name.replace("/", "-")
-        model_cfg = open_clip.get_model_config(name)
-        if model_cfg is None:
+        return _ModelSource(name=name, config=config, config_path=config_path,
+                            extra={"config_sha256": sha256_file(config_path)})
+    name = name.replace("/", "-")
+    config = open_clip.get_model_config(name)
+    if config is None:
+        raise CalipError(
+            f"unknown model {name!r}. Known open_clip models include RN50, RN101, RN50x4, RN50x16, ViT-B-32, "
+            "ViT-B-16, ViT-L-14 (see open_clip.list_models()); a path to a model-config JSON also works"
+        )
+    _refuse_unsupported_config(config, name)
+    tag_cfg: dict[str, Any] = {}
+    if pretrained and pretrained_path is None:
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
+        if not tag_cfg:
+            tags = open_clip.list_pretrained_tags_by_model(name)
             raise CalipError(
-                f"unknown model {name!r}. Known open_clip models include RN50, RN101, RN50x4, RN50x16, ViT-B-32, "
-                "ViT-B-16, ViT-L-14 (see open_clip.list_models()); a path to a model-config JSON also works"
+                f"{pretrained!r} is neither a checkpoint file nor a known weights tag for {name} "
+                f"(known tags: {', '.join(tags) or 'none'})"
             )
-        _refuse_unsupported_config(model_cfg, name)
-        if pretrained and pretrained_path is None:
-            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) or {}
-            if not tag_cfg:
-                tags = open_clip.list_pretrained_tags_by_model(name)
-                raise CalipError(
-                    f"{pretrained!r} is neither a checkpoint file nor a known weights tag for {name} "
-                    f"(known tags: {', '.join(tags) or 'none'})"
-                )
-    torchscript = pretrained_path is not None and _is_torchscript(pretrained_path)
-    if quick_gelu is None:
-        # OpenAI's TorchScript files are always QuickGELU models, as open_clip's own OpenAI loader assumes
-        quick_gelu = torchscript or bool(tag_cfg.get("quick_gelu", False)) \
-            or bool((model_cfg or {}).get("quick_gelu", False))
-        if pretrained_path is not None and not quick_gelu and "openai" in pretrained_path.name.lower():
-            warnings.warn(f"{pretrained_path.name} looks like OpenAI weights, which need QuickGELU: add --quick-gelu "
-                          "(without it accuracy drops silently)", stacklevel=2)
+    return _ModelSource(name=name, config=config, tag_cfg=tag_cfg)
 
+
+def _automatic_quick_gelu(source: _ModelSource, pretrained_path: Path | None, torchscript: bool) -> bool:
+    """OpenAI's TorchScript files are always QuickGELU models (as open_clip's own OpenAI loader assumes); tags and
+    configs say so themselves. Warn for a file that looks like OpenAI weights but gets no QuickGELU."""
+    quick_gelu = torchscript or bool(source.tag_cfg.get("quick_gelu", False)) \
+        or bool((source.config or {}).get("quick_gelu", False))
+    if pretrained_path is not None and not quick_gelu and "openai" in pretrained_path.name.lower():
+        warnings.warn(f"{pretrained_path.name} looks like OpenAI weights, which need QuickGELU: add --quick-gelu "
+                      "(without it accuracy drops silently)", stacklevel=3)
+    return quick_gelu
+
+
+def _weights_id(source: _ModelSource, pretrained: str | None, pretrained_path: Path | None) -> str:
+    """`file:<path> sha256:<hex>`, `schema`, `tag:<tag>` or `random` (with a warning)."""
     if pretrained_path is not None:
-        weights = f"file:{pretrained_path} sha256:{sha256_file(pretrained_path)}"
-    elif schema:
-        weights = "schema"
-    elif pretrained:
-        weights = f"tag:{pretrained}"
-    else:
-        weights = "random"
-        warnings.warn(f"no pretrained weights given for {name}: the model has random weights", stacklevel=2)
+        return f"file:{pretrained_path} sha256:{sha256_file(pretrained_path)}"
+    if source.schema:
+        return "schema"
+    if pretrained:
+        return f"tag:{pretrained}"
+    warnings.warn(f"no pretrained weights given for {source.name}: the model has random weights", stacklevel=3)
+    return "random"
 
-    if config_path is not None or torchscript:
-        model = _build_from_config(model_cfg, quick_gelu, precision)
+
+def _corrupt_checkpoint(path: Path, detail: str) -> CalipError:
+    return CalipError(
+        f"the weights file {path} could not be read: it is truncated, corrupt or not a checkpoint ({detail}). "
+        "An interrupted download is the usual cause: download it again (compare its size or checksum with the "
+        "source), and check that it is an open_clip or OpenAI CLIP checkpoint in one of the formats .pt/.pth/.bin "
+        "(torch.save or OpenAI's TorchScript archive) or .safetensors."
+    )
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Refuse an empty, truncated or foreign weights file with one clear error, before the model is built."""
+    if path.stat().st_size == 0:
+        raise _corrupt_checkpoint(path, "the file is empty")
+    with open(path, "rb") as handle:
+        head = handle.read(16)
+    if path.suffix == ".safetensors" or head[8:9] == b"{":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as weights:
+                weights.keys()
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+            raise _corrupt_checkpoint(path, f"safetensors: {str(err).splitlines()[0][:200]}") from None
+    elif head[:2] == b"PK":  # torch.save and TorchScript archives are zip files with a CRC per member
+        try:
+            with zipfile.ZipFile(path) as archive:
+                bad = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as err:
+            raise _corrupt_checkpoint(path, f"damaged zip archive: {err}") from None
+        if bad is not None:
+            raise _corrupt_checkpoint(path, f"member {bad} fails its CRC check")
+    elif head[:1] != b"\x80":  # neither zip nor a legacy pickle
+        raise _corrupt_checkpoint(path, "unknown file format")
+
+
+def _build_model(source: _ModelSource, pretrained: str | None, pretrained_path: Path | None, torchscript: bool,
+                 quick_gelu: bool, precision: str, device: torch.device, cache_dir: str | None) -> torch.nn.Module:
+    """Build the model and load its weights (through open_clip's factory for built-in names and tags)."""
+    open_clip = _open_clip()
+    if source.config_path is not None or torchscript:
+        model = _build_from_config(source.config, quick_gelu, precision)
         if pretrained_path is not None:
             _load_weights(model, pretrained_path)
         if precision != "fp32":  # open_clip's mixed precision: LayerNorms stay float32, as create_model does
             open_clip.model.convert_weights_to_lp(model, dtype=PRECISIONS[precision])
-    else:
-        try:
-            with _quiet_hub():
-                model = open_clip.create_model(
-                    name, pretrained=str(pretrained_path) if pretrained_path else pretrained,
-                    force_quick_gelu=quick_gelu, cache_dir=cache_dir, precision=precision, device=device,
-                    weights_only=True,
-                )
-        except RuntimeError as err:
-            if "download" in str(err).lower() or "hub" in str(err).lower():
-                raise CalipError(_offline_message(name, pretrained or name, cache_dir, err)) from None
-            raise CalipError(f"could not build {name} with weights {pretrained!r}: {err}") from None
-    model = model.to(device).eval()
-    backbone = CLIPBackbone(model, _tokenizer_for(name, model, model_cfg, schema))
-    transform = _val_transform(model, model_cfg)
-    info = BackboneInfo(
-        name=str(config_path or name), pretrained=pretrained, weights=weights, quick_gelu=quick_gelu,
-        architecture=backbone.architecture, image_size=backbone.image_size, embed_dim=backbone.embed_dim, extra=extra,
-    )
-    return backbone, transform, info
+        return model
+    try:
+        with _quiet_hub():
+            return open_clip.create_model(
+                source.name, pretrained=str(pretrained_path) if pretrained_path else pretrained,
+                force_quick_gelu=quick_gelu, cache_dir=cache_dir, precision=precision, device=device,
+                weights_only=True,
+            )
+    except RuntimeError as err:
+        if pretrained_path is None and ("download" in str(err).lower() or "hub" in str(err).lower()):
+            raise CalipError(_offline_message(source.name, pretrained or source.name, cache_dir, err)) from None
+        raise CalipError(f"could not build {source.name} with weights {pretrained!r}: "
+                         f"{str(err).splitlines()[0][:300]}") from None
+    except Exception as err:  # noqa: BLE001 - unpickling a damaged file raises many types
+        if pretrained_path is None:
+            raise
+        raise _corrupt_checkpoint(pretrained_path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") \
+            from None
 
 
 def _build_from_config(model_cfg: dict[str, Any], quick_gelu: bool, precision: str) -> torch.nn.Module:
@@ -409,9 +595,13 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
             model.load_state_dict(_load_torchscript_state_dict(path))
         else:
             open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
-    except (RuntimeError, KeyError, ValueError, OSError) as err:
+    except (RuntimeError, KeyError, ValueError) as err:
         first = str(err).splitlines()[0][:300]
-        raise CalipError(f"checkpoint {path} does not fit this model: {first}") from None
+        if "state_dict" in first or "size mismatch" in first or isinstance(err, KeyError):
+            raise CalipError(f"checkpoint {path} does not fit this model: {first}") from None
+        raise _corrupt_checkpoint(path, first) from None
+    except Exception as err:  # noqa: BLE001 - unpickling a damaged file raises many types
+        raise _corrupt_checkpoint(path, f"{type(err).__name__}: {str(err).splitlines()[0][:200]}") from None
 
 
 def _tokenizer_for(name: str, model: torch.nn.Module, model_cfg: dict | None, schema: bool) -> Callable:

@@ -30,3 +30,9 @@ def run_cli(main: Callable[[], int | None]) -> None:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
+
+
+def check_at_least(value: int | float | None, least: int, what: str) -> None:
+    """`CalipError("<what> must be >= <least>, got <value>")` unless `value` is None or at least `least`."""
+    if value is not None and value < least:
+        raise CalipError(f"{what} must be >= {least}, got {value}")

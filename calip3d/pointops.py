@@ -116,3 +116,12 @@ def to_y_up(points: np.ndarray, up_axis: str = "y") -> np.ndarray:
     if up_axis == "y":
         return points
     return np.stack([points[..., 0], points[..., 2], -points[..., 1]], axis=-1)
+
+
+def augment_points(points: np.ndarray, seed: int) -> np.ndarray:
+    """PointCLIP's few-shot augmentation of `[N, P, 3]` clouds: per-cloud anisotropic scale U(2/3, 3/2) and
+    translation U(-0.2, 0.2) per axis, drawn by `np.random.default_rng(seed)`; float32."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(2.0 / 3.0, 1.5, size=(points.shape[0], 1, 3))
+    shift = rng.uniform(-0.2, 0.2, size=(points.shape[0], 1, 3))
+    return (points * scale + shift).astype(np.float32)

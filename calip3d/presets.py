@@ -1,8 +1,17 @@
-"""Published hyperparameters, with where each comes from (see docs and ../shared/reference/papers.md)."""
+"""Every published hyperparameter and every global default, with where each comes from.
+
+Facts are from ../shared/reference/papers.md (CALIP, PointCLIP, PointCLIP V2 and their released code). Per-dataset
+values are keyed by calip3d's dataset names; `calip3d.datasets.registry` exposes them per dataset.
+"""
 
 from __future__ import annotations
 
 import math
+
+# ------------------------------------------------------------------------------------------- CALIP's scoring
+
+LOGIT_SCALE = 100.0  # CLIP's logit scale, used by CALIP's official script for all three terms
+CALIP_TEMPERATURE = 0.5  # the official code multiplies the attention map by 2 on both sides
 
 # CALIP's per-dataset (beta2, beta3), beta1 = 1. Second-hand: SuS-X's run_calip_baseline.py says they are taken
 # from the CALIP paper; presumably for RN50.
@@ -24,6 +33,14 @@ PAPER_BETAS_SOURCE = "CALIP paper per-dataset betas (second-hand via SuS-X, pres
 # 3D has no published betas: the ImageNet pair until tuned.
 DEFAULT_3D_BETAS: tuple[float, float] = PAPER_BETAS["imagenet"]
 DEFAULT_3D_BETAS_SOURCE = "CALIP's ImageNet betas (no published 3D betas)"
+DEFAULT_BETAS: tuple[float, float, float] = (1.0, *DEFAULT_3D_BETAS)  # (beta1, beta2, beta3) where none is given
+
+# Default beta search range of the official script (upper bounds of the 200-step grids).
+DEFAULT_BETA2_MAX = 2.0
+DEFAULT_BETA3_MAX = 0.1
+DEFAULT_SEARCH_STEPS = 200
+
+# ------------------------------------------------------------------------------------------ PointCLIP's views
 
 # PointCLIP Table 1 view weights (front, right, back, left, top, bottom), searched on TEST labels: oracle.
 POINTCLIP_TABLE1_VIEW_WEIGHTS: dict[str, tuple[float, ...]] = {
@@ -32,9 +49,18 @@ POINTCLIP_TABLE1_VIEW_WEIGHTS: dict[str, tuple[float, ...]] = {
     "scanobjectnn": (3, 10, 7, 4, 1, 0),
 }
 
-# Default beta search range of the official script (upper bounds of the 200-step grids).
-DEFAULT_BETA2_MAX = 2.0
-DEFAULT_BETA3_MAX = 0.1
+# PointCLIP Table 1: best zero-shot (projection distance, depth-map side length) per dataset.
+POINTCLIP_TABLE1_PROJECTION: dict[str, tuple[float, int]] = {
+    "modelnet10": (1.7, 100),
+    "modelnet40": (1.6, 121),
+    "scanobjectnn": (1.8, 196),
+}
+
+# PointCLIP's released code: (distance, resolution) of its zero-shot (6 views) and few-shot (10 views) projections.
+POINTCLIP_RELEASED_PROJECTION: dict[int, tuple[float, int]] = {6: (1.6, 128), 10: (1.4, 224)}
+
+# PointCLIP's post-search grid of view weights.
+VIEW_WEIGHT_GRID: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
 
 def _cover(value: float, default: float, step: float) -> float:

@@ -17,16 +17,18 @@ import inspect
 import itertools
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from calip3d.errors import CalipError
+from calip3d.presets import POINTCLIP_RELEASED_PROJECTION
 
 __all__ = [
-    "PAPER_SETTINGS",
     "PointCLIPProjector",
+    "ProjectorConfig",
     "RealisticProjector",
     "euler_to_matrix",
     "make_projector",
@@ -73,14 +75,6 @@ _REALISTIC_PRESETS = {
     10: (_V2_VIEWS, _V2_NAMES, _V2_TILTS),
     6: (_V2_VIEWS[4:], _V2_NAMES[4:], _V2_TILTS[4:]),
 }
-
-# PointCLIP Table 1: best zero-shot (projection distance, depth-map side length) per dataset.
-PAPER_SETTINGS: dict[str, tuple[float, int]] = {
-    "modelnet10": (1.7, 100),
-    "modelnet40": (1.6, 121),
-    "scanobjectnn": (1.8, 196),
-}
-
 
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     """Euler angles `[V, 3]` (x, y, z, radians) -> rotation matrices `[V, 3, 3]`, R = Rx @ Ry @ Rz (right-handed)."""
@@ -185,7 +179,7 @@ class PointCLIPProjector(_MultiViewProjector):
     (0, -pi/2, pi/2), (0, pi/2, pi/2)); 10 or "fewshot" (mv_utils_fs.py order: the 4 side views, the 4 corner views
     (5pi/4, -+pi/4, pi/2), (7pi/4, -+pi/4, pi/2), then top and bottom); or an explicit list of (x, y, z) Euler angles.
     The released code uses distance 1.6 / resolution 128 for zero-shot and 1.4 / 224 for few-shot (see `zero_shot()`,
-    `few_shot()`); the paper's per-dataset settings are in `PAPER_SETTINGS`.
+    `few_shot()`); the paper's per-dataset settings are in `calip3d.presets.POINTCLIP_TABLE1_PROJECTION`.
     """
 
     def __init__(self, views: int | str | Sequence[Sequence[float]] = 6, distance: float = 1.6,
@@ -212,12 +206,12 @@ class PointCLIPProjector(_MultiViewProjector):
     @classmethod
     def zero_shot(cls, image_size: int = 224) -> "PointCLIPProjector":
         """PointCLIP's released zero-shot projection: 6 views, distance 1.6, 128 x 128."""
-        return cls(6, 1.6, 128, image_size)
+        return cls(6, *POINTCLIP_RELEASED_PROJECTION[6], image_size)
 
     @classmethod
     def few_shot(cls, image_size: int = 224) -> "PointCLIPProjector":
         """PointCLIP's released few-shot projection: 10 views, distance 1.4, 224 x 224."""
-        return cls(10, 1.4, 224, image_size)
+        return cls(10, *POINTCLIP_RELEASED_PROJECTION[10], image_size)
 
     def describe(self) -> dict[str, Any]:
         """Settings, for results provenance."""
@@ -459,7 +453,6 @@ def _window_max(x: torch.Tensor, size: int, pad: int, dim: int) -> torch.Tensor:
 
 
 _PROJECTORS = {"pointclip": PointCLIPProjector, "realistic": RealisticProjector}
-_POINTCLIP_DEFAULTS = {6: {"distance": 1.6, "resolution": 128}, 10: {"distance": 1.4, "resolution": 224}}
 
 
 def make_projector(kind: str = "pointclip", views: int | None = None, image_size: int = 224,
@@ -480,9 +473,25 @@ def make_projector(kind: str = "pointclip", views: int | None = None, image_size
                          f"expected some of {', '.join(sorted(allowed))}")
     if kind == "pointclip":
         views = 6 if views is None else views
-        preset = _POINTCLIP_DEFAULTS.get(views, {}) if isinstance(views, int) else {}
+        released = POINTCLIP_RELEASED_PROJECTION.get(views) if isinstance(views, int) else None
+        preset = dict(zip(("distance", "resolution"), released)) if released else {}
         settings = {**preset, **overrides}
     else:
         views = 10 if views is None else views
         settings = overrides
     return cls(views=views, image_size=image_size, **settings)
+
+
+@dataclass(frozen=True)
+class ProjectorConfig:
+    """Which projector to build and the settings the user chose; None = the projector's released default."""
+
+    kind: str = "pointclip"
+    views: int | None = None
+    distance: float | None = None
+    resolution: int | None = None
+
+    def build(self, image_size: int) -> PointCLIPProjector | RealisticProjector:
+        """The projector for a backbone of `image_size` pixels."""
+        overrides = {k: v for k, v in (("distance", self.distance), ("resolution", self.resolution)) if v is not None}
+        return make_projector(self.kind, views=self.views, image_size=image_size, **overrides)

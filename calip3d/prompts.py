@@ -9,27 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from calip3d.datasets.images import resolve_image_dataset
+from calip3d.datasets.registry import DATASETS, POINTCLOUD_FS_TEMPLATE, POINTCLOUD_ZS_TEMPLATE, get_dataset
 from calip3d.errors import CalipError
 
-# CoOp's CUSTOM_TEMPLATES (trainers/zsclip.py), keyed by the --dataset names.
-COOP_TEMPLATES: dict[str, str] = {
-    "oxford_pets": "a photo of a {}, a type of pet.",
-    "oxford_flowers": "a photo of a {}, a type of flower.",
-    "fgvc_aircraft": "a photo of a {}, a type of aircraft.",
-    "dtd": "{} texture.",
-    "eurosat": "a centered satellite photo of {}.",
-    "stanford_cars": "a photo of a {}.",
-    "food101": "a photo of {}, a type of food.",
-    "sun397": "a photo of a {}.",
-    "caltech101": "a photo of a {}.",
-    "ucf101": "a photo of a person doing {}.",
-    "imagenet": "a photo of a {}.",
-}
+# CoOp's CUSTOM_TEMPLATES (trainers/zsclip.py), keyed by the --dataset names (kept in the dataset registry).
+COOP_TEMPLATES: dict[str, str] = {d.name: d.template for d in DATASETS.values() if not d.is_points}
 
 # The 7 ImageNet templates of CALIP's official run_imagenet.py (CLIP's selected ImageNet ensemble).
 IMAGENET_ENSEMBLE: list[str] = [
@@ -42,11 +29,9 @@ IMAGENET_ENSEMBLE: list[str] = [
     "a photo of the small {}.",
 ]
 
-POINTCLOUD_ZS_TEMPLATE = "point cloud depth map of a {}."  # PointCLIP zero-shot
-POINTCLOUD_FS_TEMPLATE = "point cloud of a big {}."  # PointCLIP few-shot
-
-# --dataset names starting with these (ignoring case, '-', '_') are point-cloud datasets.
-POINTCLOUD_DATASET_PREFIXES = ("modelnet", "scanobjectnn")
+__all__ = ["COOP_TEMPLATES", "IMAGENET_ENSEMBLE", "POINTCLOUD_FS_TEMPLATE", "POINTCLOUD_ZS_TEMPLATE", "PROMPT_SPECS",
+           "PromptSet", "build_prompts", "from_templates", "pointclip_fewshot_prompts", "prompt_classname",
+           "validate_template"]
 
 PROMPT_SPECS = ("default", "single", "ensemble")
 
@@ -63,10 +48,6 @@ class PromptSet:
 def prompt_classname(name: str) -> str:
     """A class name as it appears in a prompt: underscores become spaces."""
     return name.replace("_", " ")
-
-
-def is_pointcloud_dataset(dataset: str) -> bool:
-    return re.sub(r"[^a-z0-9]", "", dataset.lower()).startswith(POINTCLOUD_DATASET_PREFIXES)
 
 
 def validate_template(template: Any, source: str) -> str:
@@ -88,11 +69,14 @@ def from_templates(classnames: Sequence[str], templates: Sequence[str], descript
 
 
 def _single(dataset: str, classnames: Sequence[str]) -> PromptSet:
-    if is_pointcloud_dataset(dataset):
-        template = POINTCLOUD_ZS_TEMPLATE
-        return from_templates(classnames, [template], f"pointclip-zs: '{template}'")
-    template = COOP_TEMPLATES[resolve_image_dataset(dataset)]
-    return from_templates(classnames, [template], f"coop-single: '{template}'")
+    info = get_dataset(dataset)
+    label = "pointclip-zs" if info.is_points else "coop-single"
+    return from_templates(classnames, [info.template], f"{label}: '{info.template}'")
+
+
+def pointclip_fewshot_prompts(classnames: Sequence[str]) -> PromptSet:
+    """PointCLIP's few-shot prompt, 'point cloud of a big {}.'."""
+    return from_templates(classnames, [POINTCLOUD_FS_TEMPLATE], f"pointclip-fs: '{POINTCLOUD_FS_TEMPLATE}'")
 
 
 def _ensemble(classnames: Sequence[str]) -> PromptSet:
@@ -154,8 +138,7 @@ def build_prompts(dataset: str, classnames: Sequence[str], spec: str = "default"
     templates), or a JSON file: a list of templates, or a CuPL dict {classname: [full prompts]} covering every
     class (extra keys are ignored).
     """
-    if spec == "ensemble" or (spec == "default" and not is_pointcloud_dataset(dataset)
-                              and resolve_image_dataset(dataset) == "imagenet"):
+    if spec == "ensemble" or (spec == "default" and get_dataset(dataset).name == "imagenet"):
         return _ensemble(classnames)
     if spec in ("default", "single"):
         return _single(dataset, classnames)

@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from calip3d.errors import run_cli
-from calip3d.fewshot.cli import main as fewshot_main
+from calip3d.cli.fewshot import main as fewshot_main
 from calip3d.fewshot.methods import METHODS
 
 

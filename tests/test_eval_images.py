@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from calip3d.eval import main
-from calip3d.features import TermCache, Terms
+from calip3d.cache import CACHE_FORMAT, FeatureCache
+from calip3d.cli.eval import main
+from calip3d.encoding import Terms
 from calip3d.metrics import topk_accuracy
 from tiny_models import write_tiny
 
@@ -64,7 +65,7 @@ def test_results_match_cached_terms_and_cache_is_reused(tiny, caltech_root, tmp_
     b1, b2, b3 = first["calip_paper"]["betas"]
     logits = 100 * (b1 * test_terms.clip + b2 * test_terms.visual_guided + b3 * test_terms.textual_blended)
     assert first["calip_paper"]["top1"] == pytest.approx(topk_accuracy(logits, test_terms.labels, 1))
-    assert blob["format"] == 1
+    assert blob["format"] == CACHE_FORMAT
 
     # a rerun that changes only betas is served from the cache
     assert main(_argv(tiny, caltech_root, tmp_path, "--betas", "1,0.5,0.05")) == 0
@@ -83,7 +84,7 @@ def test_results_match_cached_terms_and_cache_is_reused(tiny, caltech_root, tmp_
 
 
 def test_stale_entry_with_other_spec_is_not_used(tmp_path):
-    cache = TermCache(tmp_path)
+    cache = FeatureCache(tmp_path)
     terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
     spec = {"a": 1}
     cache.save(spec, terms)
@@ -91,9 +92,9 @@ def test_stale_entry_with_other_spec_is_not_used(tmp_path):
     blob = torch.load(path, weights_only=True)
     blob["spec"] = {"a": 2}  # an entry written for something else under this name
     torch.save(blob, path)
-    assert cache.load(spec) is None and cache.last_status == "stale" and not path.exists()
+    assert cache.load(spec, Terms) is None and cache.last_status == "stale" and not path.exists()
     cache.save(spec, terms)
-    loaded = cache.load(spec)
+    loaded = cache.load(spec, Terms)
     assert cache.last_status == "hit" and torch.equal(loaded.clip, terms.clip)
 
 

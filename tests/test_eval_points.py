@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from calip3d.classify import main as classify_main
-from calip3d.eval import main as eval_main
-from calip3d.features import Terms
+from calip3d.cli.classify import main as classify_main
+from calip3d.cli.eval import main as eval_main
+from calip3d.encoding import Terms
 from calip3d.metrics import topk_accuracy
 from tiny_models import write_tiny
 

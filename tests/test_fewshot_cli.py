@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from calip3d.errors import CalipError
-from calip3d.fewshot.cli import main as fewshot_main
+from calip3d.cli.fewshot import main as fewshot_main
 from calip3d.fewshot.protocol import draw_split, get_split
 from calip3d.sampling import sample_per_class
 from tiny_models import write_tiny
@@ -141,4 +141,4 @@ def test_sweep_writes_table_and_plot(tiny, modelnet_h5_dir, tmp_path):
     assert (tmp_path / "sweep" / "accuracy_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
     # the test split is encoded once, the train and val shots once per seed, whatever the number of methods
     assert len(list((tmp_path / "sweep" / "tokens").glob("tokens-*.pt"))) == 1 + 2 * 2
-    assert proc.stdout.count("writing the test token cache") == 1
+    assert proc.stderr.count("writing tokens of the test split to the cache") == 1

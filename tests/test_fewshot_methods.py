@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from calip3d.fewshot.baselines import (
     tip_grid,
 )
 from calip3d.fewshot.training import (
+    TrainConfig,
     load_checkpoint,
     predict,
     save_checkpoint,
@@ -68,9 +70,10 @@ def _train_calip_fs(seed: int = 0, epochs: int = 15, shots: int = 4, **kw):
     glob, spatial, labels, text = _split(shots, seed=1)
     vglob, vspatial, vlabels, _ = _split(4, seed=2)
     module = ParametricCALIP(D, hidden=kw.pop("hidden", None))
-    result = train_classifier(module, (glob, spatial), labels, (vglob, vspatial), vlabels, text, epochs=epochs,
-                              lr=kw.pop("lr", 5e-3), batch_size=8, weight_decay=1e-4, label_smoothing=0.1,
-                              seed=seed, progress=False, **kw)
+    config = TrainConfig(epochs=epochs, lr=kw.pop("lr", 5e-3), batch_size=8, weight_decay=1e-4, label_smoothing=0.1,
+                         seed=seed, **kw)
+    result = train_classifier(module, (glob, spatial), labels, (vglob, vspatial), vlabels, text, config,
+                              progress=False)
     return module, result
 
 
@@ -89,8 +92,8 @@ def test_calip_fs_on_point_cloud_views_trains_per_view_maps_and_weights():
     module = ParametricCALIP(D, num_views=views, shared_views=False, hidden=4, learn_betas=True,
                              learn_view_weights=True, view_weights=[1 / views] * views)
     start = {k: v.clone() for k, v in module.state_dict().items()}
-    result = train_classifier(module, (glob, spatial), labels, None, None, text, epochs=10, lr=2e-2, batch_size=5,
-                              seed=0, progress=False, eval_batch_size=3)
+    result = train_classifier(module, (glob, spatial), labels, None, None, text,
+                              TrainConfig(epochs=10, lr=2e-2, batch_size=5, seed=0, eval_batch_size=3), progress=False)
     assert result.history[-1].loss < 0.8 * result.history[1].loss and result.best_epoch == 10
     for name in ("view_weights", "betas", "pre_visual.up", "pre_text.up", "post_text.up", "post_visual.up"):
         assert not torch.equal(module.state_dict()[name], start[name]), name
@@ -116,8 +119,8 @@ def test_best_on_val_epoch_is_kept():
     vlabels_shifted = (vlabels + 1) % K
     module = ParametricCALIP(D)
     untrained = {k: v.clone() for k, v in module.state_dict().items()}
-    result = train_classifier(module, (glob, spatial), labels, (vglob, vspatial), vlabels_shifted, text, epochs=8,
-                              lr=3e-2, batch_size=10, seed=0, progress=False)
+    result = train_classifier(module, (glob, spatial), labels, (vglob, vspatial), vlabels_shifted, text,
+                              TrainConfig(epochs=8, lr=3e-2, batch_size=10, seed=0), progress=False)
     accs = [r.val_acc for r in result.history]
     assert accs[0] >= 90.0 and accs[-1] < accs[0] - 20
     assert result.best_epoch == 0 and result.best_val_acc == accs[0]
@@ -137,8 +140,8 @@ def test_best_epoch_is_the_first_maximum_of_the_history():
 def test_without_val_the_last_epoch_is_kept():
     glob, spatial, labels, text = _split(2, seed=1)
     module = ParametricCALIP(D, hidden=2)
-    result = train_classifier(module, (glob, spatial), labels, None, None, text, epochs=3, lr=1e-3, batch_size=4,
-                              progress=False)
+    result = train_classifier(module, (glob, spatial), labels, None, None, text,
+                              TrainConfig(epochs=3, lr=1e-3, batch_size=4), progress=False)
     assert result.best_epoch == 3 and math.isnan(result.best_val_acc)
 
 
@@ -146,12 +149,12 @@ def test_bad_training_settings_raise_calip_error():
     glob, spatial, labels, text = _split(2, seed=1)
     module = ParametricCALIP(D)
     with pytest.raises(CalipError, match="optimizer"):
-        train_classifier(module, (glob, spatial), labels, None, None, text, epochs=1, optimizer="adam",
-                         progress=False)
+        TrainConfig(epochs=1, optimizer="adam")
     with pytest.raises(CalipError, match="labels"):
-        train_classifier(module, (glob, spatial), labels[:-1], None, None, text, epochs=1, progress=False)
+        train_classifier(module, (glob, spatial), labels[:-1], None, None, text, TrainConfig(epochs=1),
+                         progress=False)
     with pytest.raises(CalipError, match="epochs"):
-        train_classifier(module, (glob, spatial), labels, None, None, text, epochs=0, progress=False)
+        TrainConfig(epochs=0)
 
 
 def test_checkpoint_round_trip_and_mismatches(tmp_path):
@@ -220,7 +223,7 @@ def test_tip_adapter_f_learns_keys_and_keeps_best_on_val():
     noise = 0.05 * torch.randn(glob.shape, generator=torch.Generator().manual_seed(0))
     augmented = torch.stack([glob, F.normalize(glob + noise, dim=-1)])  # [A=2, M, D] augmented copies
     tip = TipAdapterF(alpha=10.0, alpha_scale=30, beta_scale=13, beta_steps=10, alpha_steps=5)
-    tip.fit(augmented, labels, text, vglob, vlabels, epochs=10, lr=1e-2, batch_size=8)
+    tip.fit(augmented, labels, text, vglob, vlabels, train=replace(TipAdapterF.TRAIN, epochs=10, lr=1e-2, batch_size=8))
     result = tip.train_result
     accs = [r.val_acc for r in result.history]
     assert result.best_epoch == accs.index(max(accs)) > 0 and max(accs) > accs[0]
@@ -288,7 +291,8 @@ def test_pointclip_adapter_training_lowers_the_loss():
     glob, _, labels, text = _split(4, seed=1, views=views)
     vglob, _, vlabels, _ = _split(4, seed=2, views=views)
     adapter = PointCLIPAdapter(D, views)
-    result = adapter.fit(glob, labels, text, vglob, vlabels, epochs=30, lr=0.05, batch_size=8, progress=False)
+    result = adapter.fit(glob, labels, text, vglob, vlabels, train=replace(PointCLIPAdapter.TRAIN, epochs=30, lr=0.05,
+                                                                           batch_size=8), progress=False)
     assert result.history[-1].loss < result.history[1].loss
     assert adapter.logits(vglob).shape == (vglob.shape[0], K)
     assert topk_accuracy(adapter.logits(vglob), vlabels) == result.best_val_acc

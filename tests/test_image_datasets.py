@@ -71,7 +71,7 @@ def test_caltech101_real_split(caltech_root: Path, split: str, count: int) -> No
     caltech = os.path.join(os.path.abspath(caltech_root), "caltech-101")
     image_dir = os.path.join(caltech, "101_ObjectCategories")
 
-    assert result.dataset == "caltech101" and result.split == split
+    assert result.name == "caltech101" and result.split == split
     assert len(result.classnames) == 100
     assert len(result.items) == count
     assert result.items == [(os.path.join(image_dir, rel), label) for rel, label, _ in raw[split]]
@@ -80,7 +80,7 @@ def test_caltech101_real_split(caltech_root: Path, split: str, count: int) -> No
     assert result.classnames[:5] == ["face", "leopard", "motorbike", "accordion", "airplane"]
     for path, _ in result.items[::97] + result.items[-1:]:
         assert os.path.isfile(path), path
-    assert result.split_file == os.path.join(caltech, "split_zhou_Caltech101.json")
+    assert result.source == os.path.join(caltech, "split_zhou_Caltech101.json")
 
 
 def test_image_file_dataset_loads_real_images(caltech_root: Path) -> None:
@@ -133,7 +133,7 @@ def test_coop_json_layouts(tmp_path: Path, name: str) -> None:
         assert result.classnames == FAKE_CLASSES
         expected = [(os.path.join(tmp_path, folder, image_dir, rel), label) for rel, label, _ in raw[split]]
         assert result.items == expected
-        assert result.split_file == os.path.join(tmp_path, folder, split_file)
+        assert result.source == os.path.join(tmp_path, folder, split_file)
         assert all(os.path.isfile(path) for path, _ in result.items)
 
 
@@ -163,7 +163,7 @@ def test_imagenet_layout(tmp_path: Path) -> None:
     test, val = load_image_split("imagenet", tmp_path, "test"), load_image_split("imagenet", tmp_path, "val")
     assert test.items == val.items
     assert test.items[0] == (os.path.join(tmp_path, "imagenet/images/val/n01440764/n01440764_val0.JPEG"), 0)
-    assert test.split_file == os.path.join(tmp_path, "imagenet/classnames.txt")
+    assert test.source == os.path.join(tmp_path, "imagenet/classnames.txt")
 
     (tmp_path / "imagenet/images/val/n99999999").mkdir()
     with pytest.raises(CalipError, match="n99999999"):
@@ -190,7 +190,7 @@ def test_fgvc_aircraft_layout(tmp_path: Path) -> None:
         assert result.classnames == variants
         expected = [(os.path.join(root, "images", f"{i}.jpg"), variants.index(v)) for i, v in rows]
         assert result.items == expected
-        assert result.split_file == os.path.join(root, f"images_variant_{split}.txt")
+        assert result.source == os.path.join(root, f"images_variant_{split}.txt")
 
     (root / "images_variant_val.txt").write_text("0062765 Concorde\n")
     with pytest.raises(CalipError, match="images_variant_val.txt:1"):

@@ -65,7 +65,7 @@ def test_ensemble_for_any_dataset() -> None:
     assert "7" in result.description
 
 
-@pytest.mark.parametrize("dataset", ["modelnet40", "ModelNet10", "scanobjectnn", "scanobjectnn_obj_only"])
+@pytest.mark.parametrize("dataset", ["modelnet40", "ModelNet10", "scanobjectnn-hardest", "scanobjectnn_obj_only"])
 def test_pointcloud_default_is_pointclip_zero_shot(dataset: str) -> None:
     result = build_prompts(dataset, ["flower_pot", "chair"])
     assert result.prompts == [["point cloud depth map of a flower pot."],
@@ -129,7 +129,7 @@ def test_bad_specs(tmp_path: Path) -> None:
     (tmp_path / "number.json").write_text("3")
     with pytest.raises(CalipError, match="list of templates"):
         build_prompts("dtd", CLASSES, str(tmp_path / "number.json"))
-    with pytest.raises(CalipError, match="unknown image dataset"):
+    with pytest.raises(CalipError, match="unknown dataset"):
         build_prompts("cifar10", CLASSES)
     with pytest.raises(CalipError, match="no class names"):
         build_prompts("dtd", [])

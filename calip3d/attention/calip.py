@@ -17,7 +17,9 @@ from typing import Sequence
 
 import torch
 
-CALIP_DEFAULT_TEMPERATURE = 0.5
+from calip3d.presets import CALIP_TEMPERATURE, DEFAULT_BETAS, LOGIT_SCALE
+
+CALIP_DEFAULT_TEMPERATURE = CALIP_TEMPERATURE
 _CHUNK_ELEMENTS = 1 << 24  # bound on B*N*max(K, D) elements per chunk (64 MiB of float32)
 
 
@@ -70,7 +72,7 @@ def calip_terms(
 
 
 def combine_terms(
-    terms: Sequence[torch.Tensor], betas: Sequence[float], logit_scale: float = 100.0
+    terms: Sequence[torch.Tensor], betas: Sequence[float], logit_scale: float = LOGIT_SCALE
 ) -> torch.Tensor:
     """`logit_scale * sum_i beta_i * term_i` for the three terms (any matching shapes, e.g. [B, K] or [B, V, K])."""
     if len(betas) != 3 or len(terms) != 3:
@@ -84,9 +86,9 @@ def calip_logits(
     global_feats: torch.Tensor,
     spatial_feats: torch.Tensor,
     text_feats: torch.Tensor,
-    betas: Sequence[float] = (1.0, 1.12, 0.02),
+    betas: Sequence[float] = DEFAULT_BETAS,
     temperature: float = CALIP_DEFAULT_TEMPERATURE,
-    logit_scale: float = 100.0,
+    logit_scale: float = LOGIT_SCALE,
 ) -> torch.Tensor:
     """`logit_scale * (b1*clip + b2*visual_guided + b3*textual_blended)`, [B, K]."""
     return combine_terms(calip_terms(global_feats, spatial_feats, text_feats, temperature), betas, logit_scale)

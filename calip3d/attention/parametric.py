@@ -30,7 +30,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from calip3d.aggregation import aggregate_views
 from calip3d.errors import CalipError
+from calip3d.presets import DEFAULT_BETAS, LOGIT_SCALE
 
 from .calip import CALIP_DEFAULT_TEMPERATURE
 
@@ -84,10 +86,10 @@ class ParametricCALIP(nn.Module):
         num_views: int = 1,
         shared_views: bool = True,
         hidden: int | None = None,
-        betas: Sequence[float] = (1.0, 1.12, 0.02),
+        betas: Sequence[float] = DEFAULT_BETAS,
         learn_betas: bool = False,
         temperature: float = CALIP_DEFAULT_TEMPERATURE,
-        logit_scale: float = 100.0,
+        logit_scale: float = LOGIT_SCALE,
         view_weights: Sequence[float] | None = None,
         learn_view_weights: bool = False,
         init_seed: int = 0,
@@ -223,7 +225,7 @@ class ParametricCALIP(nn.Module):
               text_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(clip, visual_guided, textual_blended)`, each `[B, K]`: per-view terms summed with the view weights."""
         per_view = self.view_terms(global_feats, spatial_feats, text_feats)
-        return tuple(torch.einsum("bvk,v->bk", t, self.view_weights) for t in per_view)  # type: ignore[return-value]
+        return tuple(aggregate_views(t, self.view_weights) for t in per_view)  # type: ignore[return-value]
 
     def forward(self, global_feats: torch.Tensor, spatial_feats: torch.Tensor, text_feats: torch.Tensor) -> torch.Tensor:
         """`logit_scale * (b1 clip + b2 visual_guided + b3 textual_blended)`, `[B, K]`."""

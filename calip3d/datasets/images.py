@@ -17,17 +17,21 @@ Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
+from calip3d.encoding import Batch, Loading
 from calip3d.errors import CalipError
+
+from .registry import IMAGES, get_dataset
 
 SPLITS = ("train", "val", "test")
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
@@ -37,27 +41,64 @@ COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 class ImageDatasetSpec:
     """Where one CoOp dataset lives under the data root and how its split is stored."""
 
-    name: str  # the --dataset name
-    coop_name: str  # CoOp's dataset class name (also accepted as an alias)
+    name: str  # the --dataset name (aliases: see calip3d.datasets.registry)
+    coop_name: str  # CoOp's dataset class name
     folder: str  # folder under the data root
     image_dir: str  # image folder relative to `folder` ("" = `folder` itself)
     split_file: str  # CoOp json; for "fgvc" the txt pattern; for "imagenet" the classnames file
     fmt: str  # "coop-json" | "imagenet" | "fgvc"
     layout: str  # the expected tree, shown in errors
     source: str  # where to get the images
-    aliases: tuple[str, ...] = ()
     classname_map: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class ImageSplit:
-    """One split: `items` are (absolute image path, label); `classnames[label]` names the class."""
+    """One split: `items` are (absolute image path, label); `classnames[label]` names the class; `source` is the
+    json/txt file the split came from. `augment_seed` set: images are loaded through a random augmentation drawn
+    with that seed (see `augmented`)."""
 
-    dataset: str
+    name: str
     split: str
     classnames: list[str]
     items: list[tuple[str, int]]
-    split_file: str  # the json/txt the split came from (provenance)
+    source: str
+    augment_seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """`[N]` int64."""
+        return np.asarray([label for _, label in self.items], dtype=np.int64)
+
+    @property
+    def ids(self) -> list[str]:
+        """The items' identities (their paths), for few-shot split files."""
+        return [path for path, _ in self.items]
+
+    def subset(self, indices: Sequence[int]) -> "ImageSplit":
+        """The items at `indices`, in that order."""
+        return replace(self, items=[self.items[int(i)] for i in indices])
+
+    def augmented(self, seed: int) -> "ImageSplit":
+        """The same items, loaded through a random resized crop and flip drawn with `seed`."""
+        return replace(self, augment_seed=int(seed))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything about the data that changes its encoding (for cache keys)."""
+        digest = hashlib.sha256("\n".join(f"{p}\t{y}" for p, y in self.items).encode()).hexdigest()
+        return {"dataset": self.name, "split": self.split, "source": self.source, "items": digest,
+                "augment_seed": self.augment_seed}
+
+    def batches(self, loading: Loading) -> Iterator[Batch]:
+        """`(images [B, 3, S, S], labels [B], indices [B])`, read by `loading.workers` processes."""
+        transform = loading.transform
+        if self.augment_seed is not None:
+            transform = augmented_image_transform(transform, loading.image_size)
+        return image_batches(self.items, transform, loading.batch_size, loading.workers, loading.skip_bad_files,
+                             self.augment_seed, loading.pin_memory)
 
 
 # CoOp's EuroSAT NEW_CNAMES (datasets/eurosat.py), applied by CoOp when it wrote split_zhou_EuroSAT.json.
@@ -76,7 +117,6 @@ EUROSAT_CLASSNAMES = {
 
 
 def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str, source: str,
-               aliases: tuple[str, ...] = (),
                classname_map: dict[str, str] | None = None) -> ImageDatasetSpec:
     split_file = f"split_zhou_{coop_name}.json"
     lines = [f"{folder}/"] + [f"|-- {line}" for line in tree.splitlines()] + [f"`-- {split_file}"]
@@ -84,7 +124,7 @@ def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str
         name=name, coop_name=coop_name, folder=folder, image_dir=image_dir, split_file=split_file,
         fmt="coop-json", layout="\n".join(lines),
         source=f"{source}; {split_file}: CoOp's split, linked from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
-        aliases=aliases, classname_map=classname_map or {},
+        classname_map=classname_map or {},
     )
 
 
@@ -99,32 +139,26 @@ _SPECS = [
                "    `-- val/n01440764/*.JPEG     (val images sorted into the same wnid folders)",
         source="ILSVRC-2012 train and val from https://image-net.org (sort val into wnid folders, e.g. "
                f"with the common valprep.sh); classnames.txt from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
-        aliases=("imagenet1k", "in1k", "ilsvrc2012"),
     ),
     _json_spec("caltech101", "Caltech101", "caltech-101", "101_ObjectCategories",
                "101_ObjectCategories/<class>/image_NNNN.jpg",
-               "101_ObjectCategories.tar.gz (Caltech101, https://data.caltech.edu/records/mzrjq-6wc02)",
-               aliases=("caltech",)),
+               "101_ObjectCategories.tar.gz (Caltech101, https://data.caltech.edu/records/mzrjq-6wc02)"),
     _json_spec("oxford_pets", "OxfordPets", "oxford_pets", "images",
                "images/<Breed>_NNN.jpg\nannotations/              (not read by calip3d)",
                "images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, "
-               "https://www.robots.ox.ac.uk/~vgg/data/pets/)",
-               aliases=("pets", "oxford_iiit_pet")),
+               "https://www.robots.ox.ac.uk/~vgg/data/pets/)"),
     _json_spec("stanford_cars", "StanfordCars", "stanford_cars", "",
                "cars_train/NNNNN.jpg\ncars_test/NNNNN.jpg\n"
                "devkit/, cars_test_annos_withlabels.mat   (not read)",
                "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat (Stanford "
                "Cars, http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, "
-               "mirrors are discussed in pytorch/vision#7545)",
-               aliases=("cars",)),
+               "mirrors are discussed in pytorch/vision#7545)"),
     _json_spec("oxford_flowers", "OxfordFlowers", "oxford_flowers", "jpg",
                "jpg/image_NNNNN.jpg\nimagelabels.mat, cat_to_name.json   (not read)",
-               "102flowers.tgz (Oxford Flowers102, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)",
-               aliases=("flowers102", "flowers", "oxford_flowers102")),
+               "102flowers.tgz (Oxford Flowers102, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)"),
     _json_spec("food101", "Food101", "food-101", "images",
                "images/<class>/<id>.jpg\nmeta/, README.txt, license_agreement.txt   (not read)",
-               "food-101.tar.gz (Food-101, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)",
-               aliases=("food",)),
+               "food-101.tar.gz (Food-101, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)"),
     ImageDatasetSpec(
         name="fgvc_aircraft", coop_name="FGVCAircraft", folder="fgvc_aircraft", image_dir="images",
         split_file="images_variant_{split}.txt", fmt="fgvc",
@@ -135,17 +169,14 @@ _SPECS = [
         source="fgvc-aircraft-2013b.tar.gz (FGVC-Aircraft, "
                "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/); keep its data/ folder and rename it "
                "to fgvc_aircraft/ (no CoOp json for this dataset)",
-        aliases=("aircraft",),
     ),
     _json_spec("sun397", "SUN397", "sun397", "SUN397",
                "SUN397/<letter>/<scene>/sun_*.jpg",
                "SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original "
-               "URLs are reported dead in CoOp #90)",
-               aliases=("sun",)),
+               "URLs are reported dead in CoOp #90)"),
     _json_spec("dtd", "DescribableTextures", "dtd", "images",
                "images/<texture>/<texture>_NNNN.jpg\nimdb/, labels/   (not read)",
-               "dtd-r1.0.1.tar.gz (DTD, https://www.robots.ox.ac.uk/~vgg/data/dtd/)",
-               aliases=("textures",)),
+               "dtd-r1.0.1.tar.gz (DTD, https://www.robots.ox.ac.uk/~vgg/data/dtd/)"),
     _json_spec("eurosat", "EuroSAT", "eurosat", "2750",
                "2750/<Class>/<Class>_N.jpg",
                "EuroSAT.zip, RGB version (EuroSAT, https://github.com/phelber/EuroSAT; formerly "
@@ -154,30 +185,15 @@ _SPECS = [
     _json_spec("ucf101", "UCF101", "ucf101", "UCF-101-midframes",
                "UCF-101-midframes/<Action_Name>/v_*.jpg",
                f"UCF-101-midframes.zip (CoOp's middle frames of UCF101, linked from CoOp's DATASETS.md "
-               f"{COOP_DATASETS_MD}; videos: https://www.crcv.ucf.edu/data/UCF101.php)",
-               aliases=("ucf",)),
+               f"{COOP_DATASETS_MD}; videos: https://www.crcv.ucf.edu/data/UCF101.php)"),
 ]
 
 IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {spec.name: spec for spec in _SPECS}
 
 
-def _norm(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-_ALIASES: dict[str, str] = {
-    _norm(alias): spec.name
-    for spec in _SPECS
-    for alias in (spec.name, spec.coop_name, spec.folder, *spec.aliases)
-}
-
-
 def resolve_image_dataset(name: str) -> str:
-    """The registry key for `name`, ignoring case, `-`, `_` and spaces (`Caltech-101`, `flowers102`)."""
-    key = _ALIASES.get(_norm(name))
-    if key is None:
-        raise CalipError(f"unknown image dataset '{name}'; expected one of: {', '.join(IMAGE_DATASETS)}")
-    return key
+    """The registry name of an image dataset given by name or alias (`Caltech-101`, `flowers102`)."""
+    return get_dataset(name, IMAGES).name
 
 
 def _layout_error(spec: ImageDatasetSpec, root: str, problem: str) -> CalipError:
@@ -330,8 +346,7 @@ def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test
     if not items:
         raise CalipError(f"{spec.name}: the {split} split in {split_file} lists no images")
     _need_file(spec, root, items[0][0], f"first {split} image listed by {split_file}")
-    return ImageSplit(dataset=spec.name, split=split, classnames=classnames, items=items,
-                      split_file=split_file)
+    return ImageSplit(name=spec.name, split=split, classnames=classnames, items=items, source=split_file)
 
 
 class ImageFileDataset(Dataset):
@@ -374,3 +389,30 @@ def collate_skip_bad(
         return torch.empty(0), empty, empty.clone()
     images, labels, indices = default_collate(kept)
     return images, labels, indices
+
+
+def image_batches(items: Sequence[tuple[str, int]], transform: Callable, batch_size: int, workers: int,
+                  skip_bad_files: bool = False, seed: int | None = None,
+                  pin_memory: bool = False) -> Iterator[Batch]:
+    """The one image DataLoader: `(images [B, 3, S, S], labels [B], indices [B])` in item order, unreadable files
+    dropped with `skip_bad_files`. With `seed`, random transforms are reproducible (the global torch seed for
+    in-process loading, the loader's generator for worker processes)."""
+    generator = None
+    if seed is not None:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+    loader = DataLoader(ImageFileDataset(list(items), transform, skip_bad_files=skip_bad_files),
+                        batch_size=batch_size, num_workers=workers, shuffle=False, collate_fn=collate_skip_bad,
+                        generator=generator, pin_memory=pin_memory)
+    return iter(loader)
+
+
+def augmented_image_transform(val_transform: Any, size: int) -> Callable:
+    """Random resized crop (scale 0.5-1) and horizontal flip, then the model's own normalisation."""
+    from torchvision import transforms as T
+
+    normalize = next(t for t in val_transform.transforms if isinstance(t, T.Normalize))
+    return T.Compose([
+        T.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=T.InterpolationMode.BICUBIC),
+        T.RandomHorizontalFlip(), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), normalize,
+    ])

@@ -18,17 +18,20 @@ exact inputs).
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
+from calip3d.encoding import Batch, Loading, point_batches
 from calip3d.errors import CalipError
 from calip3d.io import check_points, read_text_array
 from calip3d.pointops import (
+    augment_points,
     check_sampling_method,
     check_up_axis,
     normalize_unit_sphere,
@@ -36,35 +39,8 @@ from calip3d.pointops import (
     to_y_up,
 )
 
-MODELNET10_CLASSES = (
-    "bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet",
-)
-SCANOBJECTNN_CLASSES = (
-    "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
-    "bed", "pillow", "sink", "sofa", "toilet",
-)
+from .registry import POINTS, get_dataset
 
-
-@dataclass(frozen=True)
-class PointDataset:
-    """A supported dataset; `classnames` in label order, None: read from the release's shape-names file."""
-
-    name: str
-    title: str
-    classnames: tuple[str, ...] | None
-    formats: tuple[str, ...]
-
-
-POINT_DATASETS: dict[str, PointDataset] = {
-    d.name: d
-    for d in (
-        PointDataset("modelnet40", "ModelNet40", None, ("h5", "resampled")),
-        PointDataset("modelnet10", "ModelNet10", MODELNET10_CLASSES, ("resampled",)),
-        PointDataset("scanobjectnn-objonly", "ScanObjectNN OBJ_ONLY", SCANOBJECTNN_CLASSES, ("h5",)),
-        PointDataset("scanobjectnn-objbg", "ScanObjectNN OBJ_BG", SCANOBJECTNN_CLASSES, ("h5",)),
-        PointDataset("scanobjectnn-hardest", "ScanObjectNN PB_T50_RS", SCANOBJECTNN_CLASSES, ("h5",)),
-    )
-}
 SPLITS = ("train", "test")
 FORMATS = ("h5", "resampled")
 
@@ -99,12 +75,30 @@ _SCANOBJECTNN_LAYOUT = (
 )
 
 
+@dataclass(frozen=True)
+class PointSettings:
+    """How clouds are read and prepared: the release (`format`, None = auto), points per cloud, the subsampling
+    (`sampling`, `seed`), unit-sphere normalisation and the files' up axis."""
+
+    format: str | None = None
+    num_points: int = 1024
+    sampling: str = "first"
+    seed: int = 0
+    normalize: bool = True
+    up_axis: str = "y"
+
+    def load(self, name: str, data_root: Path | str, split: str = "test") -> "PointSplit":
+        """`load_point_split` with these settings."""
+        return load_point_split(name, data_root, split, fmt=self.format, num_points=self.num_points,
+                                sampling=self.sampling, seed=self.seed, normalize=self.normalize, up_axis=self.up_axis)
+
+
 @dataclass
 class PointSplit:
     """One split: `points [N, num_points, 3]` float32 and `labels [N]` int64 into `classnames`.
 
-    `source` names the files read; `settings` (format, num_points, sampling, seed, normalize, up_axis)
-    belongs in results next to the accuracy.
+    `source` names the files read; `settings` (the `PointSettings` used, format resolved) belongs in results next to
+    the accuracy. `augment_seed` is set on copies made by `augmented`.
     """
 
     name: str
@@ -114,9 +108,15 @@ class PointSplit:
     labels: np.ndarray
     source: str
     settings: dict = field(default_factory=dict)
+    augment_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def ids(self) -> list[int]:
+        """The clouds' identities (their positions in the split), for few-shot split files."""
+        return list(range(len(self.labels)))
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> PointSplit:
         """A new PointSplit of the clouds at `indices` (ints, in that order, or a boolean mask `[N]`)."""
@@ -131,6 +131,21 @@ class PointSplit:
         return replace(
             self, points=points, labels=labels, classnames=list(self.classnames), settings=dict(self.settings)
         )
+
+    def augmented(self, seed: int) -> PointSplit:
+        """The clouds scaled and shifted at random as PointCLIP augments them (`augment_points`, drawn with `seed`)."""
+        return replace(self, points=augment_points(self.points, seed), augment_seed=int(seed))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything about the data that changes its encoding (for cache keys)."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.points).tobytes()).hexdigest()
+        return {"dataset": self.name, "split": self.split, "source": self.source, "settings": self.settings,
+                "points": digest, "labels": hashlib.sha256(np.ascontiguousarray(self.labels).tobytes()).hexdigest(),
+                "augment_seed": self.augment_seed}
+
+    def batches(self, loading: Loading) -> Iterator[Batch]:
+        """`(views [B, V, 3, S, S], labels [B], indices [B])`, projected by `loading.projector`."""
+        return point_batches(self.points, self.labels, loading)
 
 
 def _missing(what: Path | str, layout: str) -> CalipError:
@@ -200,7 +215,8 @@ def _modelnet_resampled(
     folder = root / _RESAMPLED_DIR
     if not folder.is_dir():
         raise _missing(f"ModelNet folder {folder}", _RESAMPLED_LAYOUT)
-    known = POINT_DATASETS[name].classnames
+    # ModelNet40's releases store their label order (shape_names); the registry's list serves --label-set.
+    known = None if name == "modelnet40" else get_dataset(name).classnames
     classnames = list(known) if known else _read_names(
         folder, ("modelnet40_shape_names.txt", "shape_names.txt"), _RESAMPLED_LAYOUT
     )
@@ -231,13 +247,13 @@ def _scanobjectnn_file(root: Path, name: str, split: str) -> Path:
     found = next((base / relative for base in bases if (base / relative).is_file()), None)
     if found is None:
         tried = ", ".join(str(base / relative) for base in bases)
-        title = POINT_DATASETS[name].title
+        title = get_dataset(name).title
         raise _missing(f"{title} {split} file (looked for {tried})", _SCANOBJECTNN_LAYOUT)
     return found
 
 
 def _resolve_format(name: str, fmt: str | None, root: Path) -> str:
-    allowed = POINT_DATASETS[name].formats
+    allowed = get_dataset(name).formats
     if fmt is not None and fmt not in FORMATS:
         raise CalipError(f"unknown point-cloud format {fmt!r}; expected one of {', '.join(FORMATS)} or None")
     if fmt is not None and fmt not in allowed:
@@ -271,8 +287,7 @@ def load_point_split(
     num_points, sampling, seed)` -> `normalize_unit_sphere` if `normalize`. With sampling="first", the
     resampled txt files are parsed only up to their first num_points rows.
     """
-    if name not in POINT_DATASETS:
-        raise CalipError(f"unknown point-cloud dataset {name!r}; expected one of {', '.join(POINT_DATASETS)}")
+    name = get_dataset(name, POINTS).name
     if split not in SPLITS:
         raise CalipError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     check_sampling_method(sampling)
@@ -282,45 +297,38 @@ def load_point_split(
     root = Path(data_root)
     if not root.is_dir():
         raise CalipError(f"data root {root} is not a folder")
-    fmt = _resolve_format(name, fmt, root)
+    settings = PointSettings(_resolve_format(name, fmt, root), int(num_points), sampling, int(seed), bool(normalize),
+                             up_axis)
 
     def prepare(points: np.ndarray) -> np.ndarray:  # [..., P, 3] -> [..., num_points, 3]
         points = sample_points(to_y_up(points, up_axis), num_points, sampling, seed)
         return normalize_unit_sphere(points) if normalize else points
 
-    if fmt == "resampled":
+    if settings.format == "resampled":
         max_rows = num_points if sampling == "first" else None
         classnames, points, labels, listed = _modelnet_resampled(root, name, split, max_rows, prepare)
         source = f"{listed} ({len(labels)} shape files under {listed.parent})"
     else:
-        if name == "modelnet40":
-            classnames, raw, labels, files = _modelnet_h5(root, split)
-        else:
-            files = [_scanobjectnn_file(root, name, split)]
-            raw, labels = _read_h5_clouds(files[0])
-            classnames = list(POINT_DATASETS[name].classnames or ())
-        starts = range(0, len(raw), _CHUNK)
-        show = sampling == "fps" and len(starts) >= 4  # only FPS takes long (about 5 s per 1000 clouds)
-        bar = tqdm(starts, desc=f"{name} {split} fps", unit="chunk", disable=not show)
-        points = np.concatenate([prepare(raw[s : s + _CHUNK]) for s in bar])
-        source = ", ".join(str(f) for f in files)
+        classnames, points, labels, source = _read_h5_split(root, name, split, prepare, show_fps=sampling == "fps")
     if labels.min() < 0 or labels.max() >= len(classnames):
         raise CalipError(
             f"{source}: labels must lie in [0, {len(classnames)}), found {labels.min()}..{labels.max()}"
         )
-    return PointSplit(
-        name=name,
-        split=split,
-        classnames=classnames,
-        points=np.ascontiguousarray(points, dtype=np.float32),
-        labels=labels,
-        source=source,
-        settings={
-            "format": fmt,
-            "num_points": int(num_points),
-            "sampling": sampling,
-            "seed": int(seed),
-            "normalize": bool(normalize),
-            "up_axis": up_axis,
-        },
-    )
+    return PointSplit(name=name, split=split, classnames=classnames, labels=labels, source=source,
+                      points=np.ascontiguousarray(points, dtype=np.float32), settings=asdict(settings))
+
+
+def _read_h5_split(root: Path, name: str, split: str, prepare: Callable[[np.ndarray], np.ndarray],
+                   show_fps: bool) -> tuple[list[str], np.ndarray, np.ndarray, str]:
+    """(classnames, prepared points, labels, source) of an h5 release: ModelNet40's files or ScanObjectNN's."""
+    if name == "modelnet40":
+        classnames, raw, labels, files = _modelnet_h5(root, split)
+    else:
+        files = [_scanobjectnn_file(root, name, split)]
+        raw, labels = _read_h5_clouds(files[0])
+        classnames = list(get_dataset(name).classnames or ())
+    starts = range(0, len(raw), _CHUNK)
+    show = show_fps and len(starts) >= 4  # only FPS takes long (about 5 s per 1000 clouds)
+    bar = tqdm(starts, desc=f"{name} {split} fps", unit="chunk", disable=not show)
+    points = np.concatenate([prepare(raw[s : s + _CHUNK]) for s in bar])
+    return classnames, points, labels, ", ".join(str(f) for f in files)

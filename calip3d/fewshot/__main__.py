@@ -1,5 +1,6 @@
-"""`python -m calip3d.fewshot`."""
+"""`python -m calip3d.fewshot`: a shim over `calip3d.cli.fewshot`."""
 
-from .cli import entry
+from calip3d.cli.fewshot import main
+from calip3d.errors import run_cli
 
-entry()
+run_cli(lambda: main(prog="python -m calip3d.fewshot"))

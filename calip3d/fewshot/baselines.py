@@ -19,7 +19,7 @@ from torch import nn
 
 from calip3d.errors import CalipError
 
-from .training import TrainResult, predict, smooth_cross_entropy, train_classifier
+from .training import TrainConfig, TrainResult, predict, smooth_cross_entropy, train_classifier
 
 _CHUNK_ELEMENTS = 1 << 22  # rows * cache-size elements per chunk of the Tip-Adapter search
 
@@ -158,15 +158,16 @@ class _CacheHead(nn.Module):
 
 
 class TipAdapterF(TipAdapter):
-    """Tip-Adapter-F: the cache keys are fine-tuned (AdamW, lr 1e-3, eps 1e-4, torch's default weight decay 0.01,
-    batch 256, 20 epochs, per-step cosine, plain cross-entropy, alpha/beta at their initial values while
+    """Tip-Adapter-F: the cache keys are fine-tuned (`TRAIN`: AdamW, lr 1e-3, eps 1e-4, torch's default weight decay
+    0.01, batch 256, 20 epochs, per-step cosine, plain cross-entropy, alpha/beta at their initial values while
     training), the best epoch is chosen on val (the release chose it on test), then alpha/beta are searched on val.
     Training rows are all augmented copies when `[A, M, D]` is given (the cache uses their mean)."""
 
+    TRAIN = TrainConfig(epochs=20, lr=1e-3, batch_size=256, weight_decay=0.01, label_smoothing=0.0, adam_eps=1e-4)
+
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
-            val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None, epochs: int = 20,
-            lr: float = 1e-3, batch_size: int = 256, weight_decay: float = 0.01, seed: int = 0,
-            device: str | torch.device = "cpu", progress: bool = False) -> "TipAdapterF":
+            val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
+            train: TrainConfig = TRAIN, progress: bool = False) -> "TipAdapterF":
         self.build_cache(train_feats, train_labels, text)
         feats = torch.as_tensor(train_feats).float()
         copies = feats.shape[0] if feats.ndim == 3 else 1
@@ -175,11 +176,8 @@ class TipAdapterF(TipAdapter):
         head = _CacheHead(self.keys, self.values, self.alpha, self.beta, self.logit_scale)
         has_val = val_feats is not None and val_labels is not None
         val = F.normalize(_features(val_feats, 2, "val features"), dim=-1) if has_val else None
-        self.train_result = train_classifier(
-            head, rows, labels, val, val_labels if has_val else None, self.text, epochs=epochs, lr=lr,
-            batch_size=batch_size, weight_decay=weight_decay, label_smoothing=0.0, seed=seed, optimizer="adamw",
-            schedule="cosine", warmup_epochs=0, device=device, progress=progress, adam_eps=1e-4,
-            desc="Tip-Adapter-F")
+        self.train_result = train_classifier(head, rows, labels, val, val_labels if has_val else None, self.text,
+                                             train, progress=progress, desc="Tip-Adapter-F")
         self.keys = head.keys.detach().cpu()
         if has_val:
             self.search(val_feats, val_labels)
@@ -337,13 +335,15 @@ class PointCLIPAdapter(nn.Module):
         norm = adapted.flatten(1).norm(dim=1, keepdim=True).clamp_min(1e-12)
         return self.logit_scale * torch.einsum("bvd,kd->bk", adapted, text) / (norm * math.sqrt(self.num_views))
 
+    TRAIN = TrainConfig(epochs=250, lr=0.01, batch_size=32, weight_decay=5e-4, label_smoothing=0.2, optimizer="sgd",
+                        warmup_epochs=1, drop_last=True)
+
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
-            val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None, epochs: int = 250,
-            lr: float = 0.01, batch_size: int = 32, weight_decay: float = 5e-4, seed: int = 0,
-            smoothing: float = 0.2, warmup_epochs: int = 1, device: str | torch.device = "cpu",
-            progress: bool = True) -> TrainResult:
-        """Train as the release: SGD (momentum 0.9, weight decay 5e-4), lr 0.01, batch 32, 250 epochs, cosine,
-        1 constant warm-up epoch at 1e-5, smoothed loss eps 0.2, incomplete last batch dropped; best on val."""
+            val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
+            train: TrainConfig = TRAIN, progress: bool = True) -> TrainResult:
+        """Train as the release (`TRAIN`): SGD (momentum 0.9, weight decay 5e-4), lr 0.01, batch 32, 250 epochs,
+        cosine, 1 constant warm-up epoch at 1e-5, DGCNN's smoothed loss with eps = `label_smoothing` 0.2, incomplete
+        last batch dropped; best on val."""
         feats = _features(train_feats, 3, "train features")
         if feats.shape[0] < 2:
             raise CalipError("PointCLIPAdapter needs at least 2 training samples (batch norm)")
@@ -351,10 +351,9 @@ class PointCLIPAdapter(nn.Module):
         has_val = val_feats is not None and val_labels is not None
         return train_classifier(
             self, feats, train_labels, _features(val_feats, 3, "val features") if has_val else None,
-            val_labels if has_val else None, self._text, epochs=epochs, lr=lr, batch_size=batch_size,
-            weight_decay=weight_decay, seed=seed, optimizer="sgd", schedule="cosine", warmup_epochs=warmup_epochs,
-            device=device, progress=progress, loss_fn=lambda z, y: smooth_cross_entropy(z, y, smoothing),
-            drop_last=feats.shape[0] > batch_size, desc="PointCLIP adapter")
+            val_labels if has_val else None, self._text, train,
+            loss_fn=lambda z, y: smooth_cross_entropy(z, y, train.label_smoothing), progress=progress,
+            desc="PointCLIP adapter")
 
     def logits(self, feats: torch.Tensor, text: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
         """Eval-mode logits `[B, K]` (CPU) with the text from `fit` unless `text` is given."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import CalipError
-from ..report import write_json
+from ..results import write_json
 from ..sampling import sample_per_class
 
 SPLIT_FORMAT = "calip3d.fewshot-split/1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -26,18 +26,51 @@ from calip3d.metrics import topk_accuracy
 CHECKPOINT_FORMAT = "calip3d-fewshot"
 CHECKPOINT_VERSION = 1
 
-# Starting point for CALIP-FS; epochs, lr and weight decay are meant to be chosen on the validation shots
-# (docs/calip_fs.md). The paper's settings are unknown.
-CALIP_FS_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "lr": 1e-3,
-    "batch_size": 32,
-    "weight_decay": 1e-4,
-    "label_smoothing": 0.1,
-    "optimizer": "adamw",
-    "schedule": "cosine",
-    "warmup_epochs": 0,
-}
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every training setting of `train_classifier`. The defaults are CALIP-FS's starting point (AdamW, cosine,
+    label smoothing 0.1; docs/calip_fs.md: the paper's settings are unknown, choose on the val shots); each few-shot
+    method owns its own (`calip3d.fewshot.methods`). `warmup_epochs` run at `warmup_lr`; `momentum` is SGD's,
+    `adam_eps` AdamW's; `drop_last` drops an incomplete last batch when there is more than one batch; the val
+    accuracy is measured `eval_batch_size` rows at a time."""
+
+    epochs: int = 100
+    lr: float = 1e-3
+    batch_size: int = 32
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    warmup_lr: float = 1e-5
+    momentum: float = 0.9
+    adam_eps: float = 1e-8
+    drop_last: bool = False
+    eval_batch_size: int = 256
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if int(self.epochs) < 1 or int(self.batch_size) < 1:
+            raise CalipError(f"epochs and batch_size must be >= 1, got epochs={self.epochs}, "
+                             f"batch_size={self.batch_size}")
+        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1 or self.warmup_epochs < 0:
+            raise CalipError(f"bad training settings: lr={self.lr} (> 0), weight_decay={self.weight_decay} (>= 0), "
+                             f"label_smoothing={self.label_smoothing} (in [0, 1)), warmup_epochs="
+                             f"{self.warmup_epochs} (>= 0)")
+        if self.optimizer not in OPTIMIZERS:
+            raise CalipError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise CalipError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as recorded in results."""
+        return asdict(self)
+
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -118,13 +151,10 @@ def _lr_at(step: int, total: int, warmup: int, lr: float, warmup_lr: float, sche
     return 0.5 * lr * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def _make_optimizer(name: str, params: list[nn.Parameter], lr: float, weight_decay: float, momentum: float,
-                    adam_eps: float) -> torch.optim.Optimizer:
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, eps=adam_eps)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise CalipError(f"optimizer must be 'adamw' or 'sgd', got {name!r}")
+def _make_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -138,29 +168,14 @@ def train_classifier(
     val_inputs: Inputs | None,
     val_labels: torch.Tensor | None,
     text: torch.Tensor,
-    epochs: int = CALIP_FS_DEFAULTS["epochs"],
-    lr: float = CALIP_FS_DEFAULTS["lr"],
-    batch_size: int = CALIP_FS_DEFAULTS["batch_size"],
-    weight_decay: float = CALIP_FS_DEFAULTS["weight_decay"],
-    label_smoothing: float = CALIP_FS_DEFAULTS["label_smoothing"],
-    seed: int = 0,
-    optimizer: str = CALIP_FS_DEFAULTS["optimizer"],
-    schedule: str = CALIP_FS_DEFAULTS["schedule"],
-    warmup_epochs: int = CALIP_FS_DEFAULTS["warmup_epochs"],
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    *,
-    warmup_lr: float = 1e-5,
-    momentum: float = 0.9,
-    adam_eps: float = 1e-8,
+    config: TrainConfig = TrainConfig(),
     loss_fn: LossFn | None = None,
-    drop_last: bool = False,
-    eval_batch_size: int = 256,
+    progress: bool = True,
     desc: str = "training",
 ) -> TrainResult:
     """Train the module's trainable parameters with minibatches of `(train_inputs, train_labels)`.
 
-    Loss: `F.cross_entropy(logits, y, label_smoothing=label_smoothing)` unless `loss_fn(logits, y)` is given.
+    Loss: `F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)` unless `loss_fn(logits, y)` is given.
     Learning rate per step: `warmup_epochs` epochs at `warmup_lr`, then cosine from `lr` to 0 (or constant).
     Deterministic for a given seed on a given machine: shuffling uses a `torch.Generator(seed)` and dropout draws
     from the global RNG reseeded with `seed` inside `torch.random.fork_rng` (the caller's RNG state is restored).
@@ -174,65 +189,37 @@ def train_classifier(
     y_val = _as_labels(val_labels, val[0].shape[0], "val inputs") if has_val else None
     if has_val and y_val.numel() == 0:
         raise CalipError("the validation set is empty; pass val_inputs=None to keep the last epoch instead")
-    if int(epochs) < 1 or int(batch_size) < 1:
-        raise CalipError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
-    if not lr > 0 or weight_decay < 0 or not 0 <= label_smoothing < 1 or int(warmup_epochs) < 0:
-        raise CalipError(f"bad training settings: lr={lr} (> 0), weight_decay={weight_decay} (>= 0), "
-                         f"label_smoothing={label_smoothing} (in [0, 1)), warmup_epochs={warmup_epochs} (>= 0)")
-    if schedule not in ("cosine", "constant"):
-        raise CalipError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    n = y_train.numel()
-    if n == 0:
+    if y_train.numel() == 0:
         raise CalipError("no training samples")
-    batches_per_epoch = n // batch_size if drop_last and n >= batch_size else math.ceil(n / batch_size)
     if loss_fn is None:
         def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+            return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
 
-    device = torch.device(device)
+    device = torch.device(config.device)
     module.to(device)
     text = text.to(device)
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise CalipError(f"{type(module).__name__} has no trainable parameters")
-    opt = _make_optimizer(optimizer, params, lr, weight_decay, momentum, adam_eps)
-    total_steps, warmup_steps = epochs * batches_per_epoch, warmup_epochs * batches_per_epoch
-    generator = torch.Generator().manual_seed(int(seed))
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
 
     def evaluate() -> float:
         if not has_val:
             return float("nan")
-        return topk_accuracy(predict(module, val, text, eval_batch_size, device), y_val)
+        return topk_accuracy(predict(module, val, text, config.eval_batch_size, device), y_val)
 
     start = time.perf_counter()
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(int(seed))
-        train_logits = predict(module, train, text, eval_batch_size, device)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(int(config.seed))
+        train_logits = predict(module, train, text, config.eval_batch_size, device)
         history = [EpochRecord(0, float(loss_fn(train_logits, y_train)), topk_accuracy(train_logits, y_train),
                                evaluate())]
         best_epoch, best_acc, best_state = 0, history[0].val_acc, _cpu_state(module)
-        step = 0
-        bar = tqdm(range(1, epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False,
+        epochs = _Epochs(module, train, y_train, text, _make_optimizer(params, config), loss_fn, config, device)
+        bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False,
                    dynamic_ncols=True)
         for epoch in bar:
-            module.train()
-            order = torch.randperm(n, generator=generator)[: batches_per_epoch * batch_size]
-            loss_sum, correct, seen = 0.0, 0.0, 0
-            for rows in order.split(batch_size):
-                for group in opt.param_groups:
-                    group["lr"] = _lr_at(step, total_steps, warmup_steps, lr, warmup_lr, schedule)
-                labels = y_train[rows].to(device)
-                logits = module(*(t[rows].to(device) for t in train), text)
-                loss = loss_fn(logits, labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                loss_sum += float(loss.detach()) * rows.numel()
-                correct += topk_accuracy(logits.detach(), labels) * rows.numel() / 100.0
-                seen += rows.numel()
-            record = EpochRecord(epoch, loss_sum / seen, 100.0 * correct / seen, evaluate())
+            loss, train_acc = epochs.run()
+            record = EpochRecord(epoch, loss, train_acc, evaluate())
             history.append(record)
             if not has_val or record.val_acc > best_acc:
                 best_epoch, best_acc, best_state = epoch, record.val_acc, _cpu_state(module)
@@ -241,6 +228,42 @@ def train_classifier(
     module.load_state_dict(best_state)
     module.eval()
     return TrainResult(best_epoch, best_acc, history, best_state, time.perf_counter() - start)
+
+
+class _Epochs:
+    """One training epoch after another: seeded shuffling, per-step learning rate, minibatch updates."""
+
+    def __init__(self, module: nn.Module, train: tuple[torch.Tensor, ...], labels: torch.Tensor, text: torch.Tensor,
+                 optimizer: torch.optim.Optimizer, loss_fn: LossFn, config: TrainConfig, device: torch.device):
+        self.module, self.train, self.labels, self.text = module, train, labels, text
+        self.optimizer, self.loss_fn, self.config, self.device = optimizer, loss_fn, config, device
+        n, size = labels.numel(), config.batch_size
+        self.batches = n // size if config.drop_last and n >= size else math.ceil(n / size)
+        self.total_steps, self.warmup_steps = config.epochs * self.batches, config.warmup_epochs * self.batches
+        self.generator = torch.Generator().manual_seed(int(config.seed))
+        self.step = 0
+
+    def run(self) -> tuple[float, float]:
+        """Train one epoch; (mean minibatch loss, train accuracy in percent)."""
+        config, size = self.config, self.config.batch_size
+        self.module.train()
+        order = torch.randperm(self.labels.numel(), generator=self.generator)[: self.batches * size]
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for rows in order.split(size):
+            for group in self.optimizer.param_groups:
+                group["lr"] = _lr_at(self.step, self.total_steps, self.warmup_steps, config.lr, config.warmup_lr,
+                                     config.schedule)
+            labels = self.labels[rows].to(self.device)
+            logits = self.module(*(t[rows].to(self.device) for t in self.train), self.text)
+            loss = self.loss_fn(logits, labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            loss_sum += float(loss.detach()) * rows.numel()
+            correct += topk_accuracy(logits.detach(), labels) * rows.numel() / 100.0
+            seen += rows.numel()
+        return loss_sum / seen, 100.0 * correct / seen
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints

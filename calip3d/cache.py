@@ -1,0 +1,117 @@
+"""The on-disk cache of encoded features (CALIP terms, few-shot tokens): one file per key, one integrity check.
+
+An entry holds `{format, spec, tensors, digest}`. It is used only when its format, its full spec (not only the key
+derived from it) and the sha256 of its tensors all match; anything else (stale, truncated, foreign) is reported,
+deleted and recomputed. Writes are atomic (temporary file + rename), so an interrupted run never leaves a partial
+entry behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Protocol, TypeVar
+
+import torch
+
+from .atomic import atomic_torch_save
+
+CACHE_FORMAT = 2
+
+
+class Cacheable(Protocol):
+    """What the cache stores: a value that is a dict of tensors."""
+
+    def tensors(self) -> dict[str, torch.Tensor]: ...
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Any: ...
+
+
+T = TypeVar("T", bound=Cacheable)
+
+
+def plain_spec(spec: dict[str, Any]) -> Any:
+    """The spec as stored: a JSON round trip (tuples become lists, other objects their `str`)."""
+    return json.loads(json.dumps(spec, sort_keys=True, default=str))
+
+
+def cache_key(spec: dict[str, Any]) -> str:
+    """A stable hex key for everything that changes the cached tensors."""
+    return hashlib.sha256(json.dumps(plain_spec(spec), sort_keys=True).encode()).hexdigest()[:32]
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of `tensors`."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        digest.update(name.encode())
+        digest.update(str((tuple(t.shape), str(t.dtype))).encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """`$CALIP3D_CACHE`, else `$XDG_CACHE_HOME/calip3d`, else `~/.cache/calip3d`."""
+    if os.environ.get("CALIP3D_CACHE"):
+        return Path(os.environ["CALIP3D_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "calip3d"
+
+
+class FeatureCache:
+    """Cached values in `folder` (None: disabled), one `<kind>-<key>.pt` file per spec. `last_status` says what the
+    last lookup found: disabled, unused, miss, hit or stale. `announce` prints the size of each entry written."""
+
+    def __init__(self, folder: str | Path | None, announce: bool = False) -> None:
+        self.dir = Path(folder) if folder else None
+        self.announce = announce
+        self.last_status = "disabled" if self.dir is None else "unused"
+
+    def path(self, spec: dict[str, Any]) -> Path | None:
+        return None if self.dir is None else self.dir / f"{spec.get('kind', 'entry')}-{cache_key(spec)}.pt"
+
+    def load(self, spec: dict[str, Any], cls: type[T]) -> T | None:
+        path = self.path(spec)
+        if path is None or not path.exists():
+            self.last_status = "disabled" if path is None else "miss"
+            return None
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            ok = (blob.get("format") == CACHE_FORMAT and blob.get("spec") == plain_spec(spec)
+                  and blob.get("digest") == tensors_digest(blob["tensors"]))
+        except Exception:  # noqa: BLE001 - any unreadable file is a corrupt entry
+            ok = False
+        if not ok:
+            self.last_status = "stale"
+            path.unlink(missing_ok=True)
+            return None
+        self.last_status = "hit"
+        return cls.from_tensors(blob["tensors"])
+
+    def save(self, spec: dict[str, Any], value: Cacheable, what: str = "") -> Path | None:
+        path = self.path(spec)
+        if path is None:
+            return None
+        tensors = {k: v.contiguous() for k, v in value.tensors().items()}
+        if self.announce:
+            size = sum(t.element_size() * t.numel() for t in tensors.values()) / 2 ** 20
+            print(f"writing {spec.get('kind', 'entry')} of the {what or 'data'} to the cache: {size:.1f} MiB, {path}",
+                  file=sys.stderr)
+        blob = {"format": CACHE_FORMAT, "spec": plain_spec(spec), "tensors": tensors, "digest": tensors_digest(tensors)}
+        return atomic_torch_save(blob, path)
+
+    def get_or_compute(self, spec: dict[str, Any], compute: Callable[[], T], cls: type[T], what: str = "") -> T:
+        """The cached value for `spec`, else `compute()`, saved (`what` names it in announcements). `last_status`
+        keeps the lookup's result."""
+        cached = self.load(spec, cls)
+        if cached is not None:
+            return cached
+        status = self.last_status
+        value = compute()
+        self.save(spec, value, what)
+        self.last_status = status
+        return value

@@ -1,0 +1,106 @@
+"""`calip3d eval` (`python -m calip3d.eval`): zero-shot CLIP / PointCLIP vs CALIP on an image or point-cloud dataset.
+
+Prints a table and writes a JSON result (schema in `calip3d.results`). Terms are cached on disk, so a rerun that
+changes only betas, view weights or the tuning protocol costs seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+from calip3d.errors import run_cli
+from calip3d.zeroshot import EvalConfig, SearchConfig, TuneConfig, run_eval
+
+from .flags import (
+    add_backbone_flags, add_cache_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
+    check_minimums, encode_config, new_parser, output_name, parse_betas, parse_positive_list, parse_view_weights,
+    point_settings, projector_config,
+)
+
+DATASETS_HELP = ("2D: imagenet, caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft, sun397, "
+                 "dtd, eurosat, ucf101; 3D: modelnet40, modelnet10, scanobjectnn-objonly, scanobjectnn-objbg, "
+                 "scanobjectnn-hardest (aliases such as Caltech-101, flowers102, PB_T50_RS are accepted)")
+TEMPLATES_HELP = ("default (CoOp's single template; ImageNet: the 7-template ensemble; 3D: 'point cloud depth map of a "
+                  "{}.'), single, ensemble, or FILE.json (templates, or CuPL per-class prompts)")
+
+
+def add_search_flags(group: argparse._ArgumentGroup) -> None:
+    """The beta grid's bounds and steps (shared with `tune-views`)."""
+    group.add_argument("--beta2-max", type=float, default=None,
+                       help="upper bound of the beta2 grid (default: 2.0, widened to cover the paper's value)")
+    group.add_argument("--beta3-max", type=float, default=None,
+                       help="upper bound of the beta3 grid (default: 0.1, widened to cover the paper's value)")
+    group.add_argument("--search-steps", type=int, default=200, help="grid steps per beta (official: 200)")
+
+
+def build_parser(prog: str = "calip3d eval") -> argparse.ArgumentParser:
+    parser = new_parser(prog, "Zero-shot CLIP/PointCLIP vs CALIP on one dataset. Reports plain CLIP, CALIP with "
+                              "published (2D) or default (3D) betas, and CALIP tuned on a held-out tuning set; "
+                              "test-tuned ('oracle') numbers only with --tune-on test.")
+    parser.add_argument("--dataset", required=True, help=DATASETS_HELP)
+    parser.add_argument("--data-root", required=True, help="folder holding the dataset folders (see data/README.md)")
+    add_backbone_flags(parser)
+    parser.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (quick looks)")
+    calip = parser.add_argument_group("CALIP")
+    calip.add_argument("--betas", type=parse_betas, default=None,
+                       help="also report CALIP with these betas, '1,B2,B3' (beta1 is the CLIP term's weight)")
+    calip.add_argument("--tune-on", choices=("val", "none", "test"), default="val",
+                       help="val: tune betas on the tuning set (CoOp val; 16 train shots per class for ImageNet and "
+                            "3D); test: ALSO report betas tuned on the test labels, labelled ORACLE; none: no tuning")
+    calip.add_argument("--tune-shots", type=int, default=16,
+                       help="shots per class of the tuning set drawn from train (ImageNet and 3D datasets)")
+    calip.add_argument("--tune-seed", type=int, default=1, help="seed of the tuning-set draw")
+    calip.add_argument("--tune-limit", type=int, default=None, help="use only the first N tuning samples")
+    add_search_flags(calip)
+    add_temperature_flag(calip, "attention temperature (official code: 0.5, i.e. A*2)")
+    calip.add_argument("--templates", default="default", help=TEMPLATES_HELP)
+    images = parser.add_argument_group("images")
+    images.add_argument("--skip-bad-files", action="store_true",
+                        help="skip unreadable images (reported) instead of stopping")
+    points = parser.add_argument_group("point clouds")
+    add_projector_flags(points, None, "number of views (default: 6 for pointclip, 10 for realistic)", settings=True)
+    points.add_argument("--view-weights", type=parse_view_weights, default=None,
+                        help="W1,...,WV; 'paper' = PointCLIP Table 1 (searched on test labels: ORACLE); "
+                             "default uniform")
+    points.add_argument("--view-grid", default="0.25,0.5,0.75,1.0",
+                        help="grid of view-weight values for tuning (PointCLIP's post-search grid)")
+    add_point_flags(points, sampling=True)
+    out = parser.add_argument_group("outputs")
+    add_cache_flags(out)
+    out.add_argument("--output", default=None,
+                     help="JSON result path (default: results/<dataset>_<backbone>_<split>.json)")
+    return parser
+
+
+def search_config(args: argparse.Namespace, **extra: object) -> SearchConfig:
+    return SearchConfig(beta2_max=args.beta2_max, beta3_max=args.beta3_max, steps=args.search_steps,
+                        view_grid=parse_positive_list("--view-grid", args.view_grid), **extra)
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    check_minimums(args, {"batch_size": 1, "limit": 1, "tune_shots": 1, "points": 1, "search_steps": 1,
+                          "tune_limit": 1, "workers": 0})
+    return EvalConfig(
+        dataset=args.dataset, data_root=args.data_root, split=args.split, limit=args.limit, betas=args.betas,
+        templates=args.templates, view_weights=args.view_weights,
+        tune=TuneConfig(on=args.tune_on, shots=args.tune_shots, seed=args.tune_seed, limit=args.tune_limit),
+        search=search_config(args), points=point_settings(args), projector=projector_config(args),
+        encode=encode_config(args))
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "calip3d eval") -> int:
+    args = build_parser(prog).parse_args(argv)
+    config = eval_config(args)
+    result = run_eval(config, backbone_config(args).load())
+    print(result.table())
+    output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")
+    result.write_json(output)
+    print(f"results written to {output}")
+    return 0
+
+
+def entry() -> None:
+    run_cli(main)

@@ -1,0 +1,172 @@
+"""Flag groups shared by the commands, their parsers, and the typed configs built from them.
+
+Groups share code, not defaults: each command passes its own defaults and help where they differ (e.g. `fewshot`
+projects 10 views, `eval` 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from calip3d.backbone import BackboneConfig
+from calip3d.datasets import PointSettings
+from calip3d.encoding import EncodeConfig, default_workers
+from calip3d.errors import CalipError, check_at_least
+from calip3d.presets import CALIP_TEMPERATURE
+from calip3d.projection import ProjectorConfig
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Adds "(default: X)" to a flag's help unless the help already speaks of its default or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})"
+
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+
+
+# ------------------------------------------------------------------------------------------------ value parsers
+
+
+def parse_betas(text: str) -> tuple[float, float, float]:
+    """`--betas 1,B2,B3`."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--betas expects three numbers 1,B2,B3, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"--betas expects three numbers 1,B2,B3, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def parse_view_weights(text: str) -> tuple[float, ...] | str:
+    """`--view-weights W1,...,WV`, `uniform` or `paper`."""
+    if text in ("paper", "uniform"):
+        return text
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--view-weights expects W1,...,WV, 'uniform' or 'paper', got {text!r}") \
+            from None
+    if any(v < 0 for v in values) or not any(v > 0 for v in values):
+        raise argparse.ArgumentTypeError("--view-weights must be non-negative with at least one positive weight")
+    return values
+
+
+def parse_positive_list(flag: str, text: str) -> tuple[float, ...]:
+    """Comma-separated positive numbers (`--view-grid`, `--lr-grid`); `CalipError` naming `flag` otherwise."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or any(not v > 0 for v in values):
+        raise CalipError(f"{flag} expects comma-separated positive numbers, got {text!r}")
+    return values
+
+
+def check_minimums(args: argparse.Namespace, minimums: dict[str, int]) -> None:
+    """`--flag must be >= N` for each given flag whose value is below its minimum."""
+    for dest, least in minimums.items():
+        check_at_least(getattr(args, dest), least, f"--{dest.replace('_', '-')}")
+
+
+# ------------------------------------------------------------------------------------------------ flag groups
+
+
+def add_backbone_flags(parser: argparse.ArgumentParser) -> None:
+    """Model, weights, device, precision, encoding batch and loader workers."""
+    group = parser.add_argument_group("backbone")
+    group.add_argument("--backbone", default="RN50",
+                       help="open_clip model name (RN50, RN101, RN50x4, ViT-B-32, ViT-B-16, ...), hf-hub:/local-dir: "
+                            "schema, or the path of an open_clip model-config JSON (default: RN50)")
+    group.add_argument("--pretrained", default="openai",
+                       help="open_clip weights tag (openai, laion2b_s34b_b79k, ...) or a local checkpoint file "
+                            "(.pt/.bin/.safetensors, OpenAI TorchScript .pt too); 'none' = random weights, for "
+                            "timing only (default: openai)")
+    group.add_argument("--quick-gelu", action="store_true",
+                       help="build the model with QuickGELU; needed for OpenAI weights loaded from a local file "
+                            "(automatic for the 'openai' tag and OpenAI's TorchScript .pt files)")
+    group.add_argument("--cache-dir-weights", dest="weights_cache", default=None,
+                       help="where open_clip/huggingface look for downloaded weights (default: the HF hub cache)")
+    group.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
+    group.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
+                       help="model precision (default: fp16 on CUDA, fp32 on CPU); CALIP's softmax runs in fp32")
+    group.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default: 64)")
+    group.add_argument("--workers", type=int, default=default_workers(),
+                       help="image-loading worker processes (default: min(4, CPUs))")
+
+
+def backbone_config(args: argparse.Namespace) -> BackboneConfig:
+    pretrained = None if str(args.pretrained).lower() in ("none", "random") else args.pretrained
+    return BackboneConfig(name=args.backbone, pretrained=pretrained, quick_gelu=True if args.quick_gelu else None,
+                          weights_cache=args.weights_cache, device=args.device, precision=args.precision)
+
+
+def add_projector_flags(group: argparse._ArgumentGroup, views_default: int | None, views_help: str,
+                        settings: bool) -> None:
+    """`--projector`, `--views`, and with `settings` PointCLIP's `--distance` / `--resolution`."""
+    group.add_argument("--projector", choices=("pointclip", "realistic"), default="pointclip",
+                       help="pointclip: PointCLIP's depth scatter; realistic: PointCLIP V2's projection")
+    group.add_argument("--views", type=int, choices=(6, 10), default=views_default, help=views_help)
+    if settings:
+        group.add_argument("--distance", type=float, default=None,
+                           help="projection distance (pointclip default 1.6; PointCLIP Table 1: modelnet10 1.7, "
+                                "modelnet40 1.6, scanobjectnn 1.8)")
+        group.add_argument("--resolution", type=int, default=None,
+                           help="depth-map resolution (pointclip default 128; PointCLIP Table 1: modelnet10 100, "
+                                "modelnet40 121, scanobjectnn 196)")
+
+
+def projector_config(args: argparse.Namespace) -> ProjectorConfig:
+    return ProjectorConfig(kind=args.projector, views=args.views, distance=getattr(args, "distance", None),
+                           resolution=getattr(args, "resolution", None))
+
+
+def add_point_flags(group: argparse._ArgumentGroup, sampling: bool) -> None:
+    """`--points`, `--format`, `--up-axis`, and with `sampling` `--sampling` / `--no-normalize`."""
+    group.add_argument("--points", type=int, default=1024, help="points per cloud")
+    if sampling:
+        group.add_argument("--sampling", choices=("first", "fps", "random"), default="first",
+                           help="how to pick --points points (first N as PointCLIP, farthest-point, or seeded random)")
+        group.add_argument("--no-normalize", action="store_true",
+                           help="do not centre and scale clouds to the unit sphere")
+    group.add_argument("--format", choices=("h5", "resampled"), default=None,
+                       help="ModelNet40 release: h5 (modelnet40_ply_hdf5_2048, default) or resampled "
+                            "(modelnet40_normal_resampled)")
+    group.add_argument("--up-axis", choices=("y", "z"), default="y", help="up axis of the data (datasets are y-up)")
+
+
+def point_settings(args: argparse.Namespace) -> PointSettings:
+    return PointSettings(format=args.format, num_points=args.points, sampling=getattr(args, "sampling", "first"),
+                         normalize=not getattr(args, "no_normalize", False), up_axis=args.up_axis)
+
+
+def add_temperature_flag(group: argparse._ArgumentGroup, help_text: str) -> None:
+    group.add_argument("--temperature", type=float, default=CALIP_TEMPERATURE, help=help_text)
+
+
+def add_cache_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument("--cache-dir", default=None,
+                       help="cache of encoded terms (default: $CALIP3D_CACHE or ~/.cache/calip3d)")
+    group.add_argument("--no-cache", action="store_true", help="neither read nor write the term cache")
+
+
+def encode_config(args: argparse.Namespace, **overrides: Any) -> EncodeConfig:
+    """Encoding settings from the backbone group, `--temperature`, the cache flags and `--skip-bad-files`."""
+    settings: dict[str, Any] = dict(batch_size=args.batch_size, workers=args.workers, temperature=args.temperature,
+                                    cache_dir=getattr(args, "cache_dir", None),
+                                    use_cache=not getattr(args, "no_cache", False),
+                                    skip_bad_files=getattr(args, "skip_bad_files", False))
+    return EncodeConfig(**{**settings, **overrides})
+
+
+def output_name(backbone: str) -> str:
+    """The backbone part of default result file names (a config JSON's stem, '/' made safe)."""
+    return Path(backbone).stem if backbone.endswith(".json") else backbone.replace("/", "-")

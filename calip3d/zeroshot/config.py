@@ -1,0 +1,114 @@
+"""Typed configs of the zero-shot pipelines (`run_eval`, `run_tune_views`); the command layer builds them from flags."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from calip3d.datasets import PointSettings
+from calip3d.encoding import EncodeConfig
+from calip3d.errors import CalipError, check_at_least
+from calip3d.presets import DEFAULT_SEARCH_STEPS, VIEW_WEIGHT_GRID
+from calip3d.projection import ProjectorConfig
+
+TUNE_ON = ("val", "none", "test")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The held-out tuning set: `on` "val" (CoOp val; for ImageNet and 3D, `shots` train items per class drawn with
+    `seed`), "test" (also the same tuned on the test labels, labelled ORACLE) or "none"; `limit` its first items."""
+
+    on: str = "val"
+    shots: int = 16
+    seed: int = 1
+    limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.on not in TUNE_ON:
+            raise CalipError(f"tune on must be one of {', '.join(TUNE_ON)}, got {self.on!r}")
+        check_at_least(self.shots, 1, "--tune-shots")
+        check_at_least(self.limit, 1, "--tune-limit")
+
+
+VIEW_METHODS = ("auto", "exhaustive", "coordinate")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Searches: beta upper bounds (None = the dataset's range, see `DatasetInfo.beta_search_range`) and steps per
+    beta; view weights from `view_grid` by `view_method` (exhaustive grid, coordinate ascent with `restarts` random
+    restarts, or auto), alternated with the betas for `rounds` rounds in the joint search."""
+
+    beta2_max: float | None = None
+    beta3_max: float | None = None
+    steps: int = DEFAULT_SEARCH_STEPS
+    view_grid: tuple[float, ...] = VIEW_WEIGHT_GRID
+    view_method: str = "auto"
+    restarts: int = 0
+    rounds: int = 2
+
+    def __post_init__(self) -> None:
+        check_at_least(self.steps, 1, "--search-steps")
+        check_at_least(self.restarts, 0, "--restarts")
+        check_at_least(self.rounds, 1, "--rounds")
+        if not self.view_grid or any(not v > 0 for v in self.view_grid):
+            raise CalipError(f"--view-grid values must be positive, got {list(self.view_grid)}")
+        if self.view_method not in VIEW_METHODS:
+            raise CalipError(f"view search method must be one of {', '.join(VIEW_METHODS)}, got {self.view_method!r}")
+
+    def beta_range(self, dataset_range: tuple[float, float]) -> tuple[float, float]:
+        return self.beta2_max or dataset_range[0], self.beta3_max or dataset_range[1]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One zero-shot evaluation. `betas` adds a row with the user's betas (3D: replaces the default pair);
+    `view_weights` None/"uniform", "paper" (PointCLIP Table 1, ORACLE) or explicit weights; `points` and
+    `projector` apply to point-cloud datasets."""
+
+    dataset: str
+    data_root: str
+    split: str = "test"
+    limit: int | None = None
+    betas: tuple[float, float, float] | None = None
+    templates: str = "default"
+    view_weights: str | tuple[float, ...] | None = None
+    tune: TuneConfig = field(default_factory=TuneConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    points: PointSettings = field(default_factory=PointSettings)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self.limit, 1, "--limit")
+        check_at_least(self.points.num_points, 1, "--points")
+        if self.betas is not None and len(self.betas) != 3:
+            raise CalipError(f"betas must be three numbers (beta1, beta2, beta3), got {list(self.betas)}")
+
+
+@dataclass(frozen=True)
+class TuneViewsConfig:
+    """View-weight (and beta) tuning of a point-cloud dataset on `tune_split` ("fewshot": `shots` train clouds per
+    class drawn with `seed`; "train": the whole train split), scored on `split`; `search` says how (its default here:
+    3 restarts of coordinate ascent); `oracle` also tunes on the evaluated split's labels (labelled ORACLE)."""
+
+    dataset: str
+    data_root: str
+    split: str = "test"
+    limit: int | None = None
+    tune_split: str = "fewshot"
+    shots: int = 16
+    seed: int = 1
+    oracle: bool = False
+    templates: str = "default"
+    search: SearchConfig = field(default_factory=lambda: SearchConfig(restarts=3))
+    points: PointSettings = field(default_factory=PointSettings)
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+    def __post_init__(self) -> None:
+        check_at_least(self.limit, 1, "--limit")
+        check_at_least(self.shots, 1, "--shots")
+        check_at_least(self.points.num_points, 1, "--points")
+        if self.tune_split not in ("fewshot", "train"):
+            raise CalipError(f"tune split must be 'fewshot' or 'train', got {self.tune_split!r}")

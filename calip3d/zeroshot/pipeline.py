@@ -1,0 +1,142 @@
+"""`run_eval`: dataset -> (projection) -> backbone -> CALIP terms (cached) -> scored methods -> `EvalResult`.
+
+Used by `calip3d eval`, and from Python::
+
+    from calip3d.backbone import BackboneConfig
+    from calip3d.zeroshot import EvalConfig, run_eval
+
+    backbone = BackboneConfig("RN50", "openai").load()
+    result = run_eval(EvalConfig(dataset="caltech101", data_root="DATA"), backbone)
+    print(result.table())
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from calip3d.backbone import CLIPBackbone
+from calip3d.datasets import DatasetInfo, PointSettings, Split, get_dataset, load_split
+from calip3d.encoding import Encoder, Terms
+from calip3d.errors import CalipError
+from calip3d.prompts import build_prompts
+from calip3d.results import EvalResult, provenance
+from calip3d.sampling import sample_per_class
+
+from .config import EvalConfig, TuneConfig
+from .scoring import Tuning, image_methods, point_methods
+
+
+@dataclass
+class Prepared:
+    """What every zero-shot pipeline starts from: the dataset, the evaluated split (limited), the encoder, the prompts
+    and the test terms."""
+
+    info: DatasetInfo
+    test: Split
+    encoder: Encoder
+    prompts: Any
+    text: Any
+    terms: Terms
+    cache_status: str
+
+
+def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
+    """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms."""
+    info = get_dataset(config.dataset)
+    test = load_split(info.name, config.data_root, config.split, config.points)
+    if config.limit:
+        test = test.subset(np.arange(min(config.limit, len(test))))
+    projector = config.projector.build(backbone.image_size) if info.is_points else None
+    encoder = config.encode.encoder(backbone, projector)
+    prompts = build_prompts(info.name, test.classnames, config.templates)
+    text = backbone.prompt_features(prompts.prompts)
+    terms = encoder.terms(test, text, prompts.description, desc=f"{info.name} {config.split}")
+    return Prepared(info, test, encoder, prompts, text, terms, encoder.cache.last_status)
+
+
+def tuning_plan(tune_on: str, split: str, tuning_split: str) -> tuple[bool, bool]:
+    """(tune on the held-out tuning set?, also report the oracle?). Tuning on the evaluated split itself is the
+    oracle protocol, so it is reported as such instead of as tuned."""
+    if tune_on == "none":
+        return False, False
+    if split == tuning_split:
+        print(f"note: --split {split} is also the tuning split; its tuned betas are reported as ORACLE",
+              file=sys.stderr)
+        return False, True
+    return True, tune_on == "test"
+
+
+def draw_shots(info: DatasetInfo, data_root: str, points: PointSettings, shots: int, seed: int,
+               limit: int | None = None) -> tuple[Split, str]:
+    """`shots` train items per class drawn with `seed` (first `limit` of them), and their description."""
+    train = load_split(info.name, data_root, "train", points)
+    draw = sample_per_class(train.labels, shots, seed, num_classes=len(train.classnames))
+    rows = draw.indices[:limit] if limit else draw.indices
+    noun = "clouds" if info.is_points else "images"
+    return train.subset(rows), f"{shots} train {noun} per class (seed {seed}), {len(rows)} {noun}"
+
+
+def tuning_set(info: DatasetInfo, config: EvalConfig, tune: TuneConfig) -> tuple[Split, str]:
+    """The held-out tuning set: CoOp's val split, or train shots for ImageNet (whose CoOp val is its test) and 3D."""
+    if info.is_points or info.name == "imagenet":
+        return draw_shots(info, config.data_root, config.points, tune.shots, tune.seed, tune.limit)
+    val = load_split(info.name, config.data_root, "val")
+    if tune.limit:
+        val = val.subset(range(min(tune.limit, len(val))))
+    return val, f"the CoOp val split, {len(val)} images"
+
+
+def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult:
+    """Zero-shot CLIP / PointCLIP vs CALIP on one dataset split, under the honest tuning protocol."""
+    info = get_dataset(config.dataset)
+    if info.is_points:  # checked before anything is encoded
+        views = config.projector.build(backbone.image_size).num_views
+        weights, weights_source, weights_oracle = resolve_view_weights(config.view_weights, info, views)
+    run = prepare(config, backbone)
+    tuning_split = "train" if info.is_points else ("test" if info.name == "imagenet" else "val")
+    tune, oracle = tuning_plan(config.tune.on, config.split, tuning_split)
+    tuning, tuning_split_file = None, None
+    if tune:
+        split, description = tuning_set(info, config, config.tune)
+        tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
+        tuning_split_file = split.source
+    beta2_max, beta3_max = config.search.beta_range(info.beta_search_range)
+    common = dict(backbone=backbone.info.as_dict(), precision=backbone.precision,
+                  templates=run.prompts.description, split_file=run.test.source,
+                  temperature=config.encode.temperature, limit=config.limit)
+    if info.is_points:
+        default_betas, default_source = info.default_betas
+        methods = point_methods(run.terms, tuning, default_betas, default_source, weights, weights_source,
+                                weights_oracle, config.betas, oracle, beta2_max, beta3_max, config.search)
+        prov = provenance(**common, points=run.test.settings, projector=run.encoder.loading.projector.describe(),
+                          cache=run.cache_status, tuning_set=tuning.description if tuning else None)
+    else:
+        methods = image_methods(run.terms, tuning, info.paper_betas, info.default_betas[1], config.betas, oracle,
+                                beta2_max, beta3_max, config.search.steps)
+        skipped = len(run.test) - len(run.terms.labels)
+        if skipped:
+            print(f"warning: skipped {skipped} unreadable image(s) (--skip-bad-files)", file=sys.stderr)
+        tune_info = {"tuning_set": tuning.description, "tuning_split_file": tuning_split_file} if tuning else {}
+        prov = provenance(**common, skipped_files=skipped, transform=repr(backbone.transform), cache=run.cache_status,
+                          **tune_info)
+    return EvalResult(info.name, config.split, int(len(run.terms.labels)), len(run.test.classnames), methods, prov)
+
+
+def resolve_view_weights(chosen: str | tuple[float, ...] | None, info: DatasetInfo,
+                         views: int) -> tuple[list[float] | None, str, bool]:
+    """(weights or None for uniform, where they came from, oracle?) for `--view-weights`."""
+    if chosen is None or chosen == "uniform":
+        return None, "uniform", False
+    if chosen == "paper":
+        if views != 6:
+            raise CalipError("--view-weights paper is PointCLIP's 6-view Table 1; use --views 6")
+        return list(info.table1_view_weights), "ORACLE: PointCLIP Table 1 (searched on test labels)", True
+    if isinstance(chosen, str):
+        raise CalipError(f"--view-weights expects W1,...,WV, 'uniform' or 'paper', got {chosen!r}")
+    if len(chosen) != views:
+        raise CalipError(f"--view-weights has {len(chosen)} values but the projector makes {views} views")
+    return list(chosen), "--view-weights", False

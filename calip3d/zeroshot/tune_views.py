@@ -1,0 +1,48 @@
+"""`run_tune_views`: PointCLIP view weights (and CALIP's betas, jointly) tuned on train clouds, scored on a split.
+
+Uses the same cached per-view terms as `run_eval`, so a second run with another grid, search method or tuning subset
+does not re-encode. Test-tuned rows only with `oracle`, labelled ORACLE.
+"""
+
+from __future__ import annotations
+
+from calip3d.backbone import CLIPBackbone
+from calip3d.datasets import load_split
+from calip3d.errors import CalipError
+from calip3d.results import EvalResult, provenance
+
+from .config import TuneViewsConfig
+from .pipeline import draw_shots, prepare, tuning_plan
+from .scoring import Tuning, point_methods
+
+
+def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResult:
+    """Rows: PointCLIP (uniform) and CALIP (default betas), then both tuned on the tuning clouds (and on the test
+    labels with `oracle`). Tuning on the evaluated split itself (`split` train) is reported as ORACLE."""
+    run = prepare(config, backbone)
+    if not run.info.is_points:
+        raise CalipError(f"tune-views tunes the view weights of point-cloud datasets; {run.info.name} is an image "
+                         "dataset (its betas are tuned by `calip3d eval`)")
+    tune, oracle = tuning_plan("test" if config.oracle else "val", config.split, "train")
+    tuning = None
+    if tune:
+        if config.tune_split == "fewshot":
+            split, description = draw_shots(run.info, config.data_root, config.points, config.shots, config.seed)
+        else:
+            split = load_split(run.info.name, config.data_root, "train", config.points)
+            description = f"the train split, {len(split)} clouds"
+        tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
+    beta2_max, beta3_max = config.search.beta_range(run.info.beta_search_range)
+    default_betas, default_source = run.info.default_betas
+    methods = point_methods(run.terms, tuning, default_betas, default_source, None, "uniform", False, None, oracle,
+                            beta2_max, beta3_max, config.search)
+    projector = run.encoder.loading.projector
+    prov = provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
+                      templates=run.prompts.description, split_file=run.test.source,
+                      temperature=config.encode.temperature, limit=config.limit, points=run.test.settings,
+                      projector=projector.describe(), cache=run.cache_status,
+                      tuning_set=tuning.description if tuning else None, tune_split=config.tune_split,
+                      view_search={"method": config.search.view_method, "restarts": config.search.restarts,
+                                   "rounds": config.search.rounds})
+    return EvalResult(run.info.name, config.split, int(len(run.terms.labels)), len(run.test.classnames), methods,
+                      prov)
