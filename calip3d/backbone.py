@@ -124,7 +124,7 @@ class CLIPBackbone(torch.nn.Module):
         digest = hashlib.sha256()
         for key, value in self.model.state_dict().items():
             digest.update(key.encode())
-            digest.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+            digest.update(value.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
         quick = any(type(m).__name__ == "QuickGELU" for m in self.model.modules())
         return BackboneInfo(name=type(self.model).__name__, pretrained=None, weights=f"state sha256:{digest.hexdigest()}",
                             quick_gelu=quick, architecture=self.architecture, image_size=self.image_size,
