@@ -1,0 +1,70 @@
+"""Dataset names as the commands take them, mapped to registry entries, and the loaders' own layout check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from calip3d.datasets.images import IMAGE_DATASETS, load_image_split, resolve_image_dataset
+from calip3d.datasets.pointclouds import POINT_DATASETS, load_point_split
+from calip3d.errors import CalipError
+
+from .sources import DATASETS, Dataset
+
+LayoutCheck = Callable[[Path], object]  # raises CalipError when the dataset under the given root is not usable
+
+
+def dataset_names() -> list[str]:
+    """Every name `resolve_dataset` takes, besides the image datasets' aliases."""
+    names = [*POINT_DATASETS, *IMAGE_DATASETS]
+    return names + [key for key in DATASETS if key not in names]
+
+
+def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
+    """The registry entry for `name` as `eval` takes it, or for a registry key.
+
+    `modelnet40` is the h5 release (the format `eval` reads by default), or with `fmt="resampled"`
+    `modelnet40_normal_resampled`, which `modelnet10` also reads; the `scanobjectnn-*` variants share one release;
+    image datasets accept their aliases (`Caltech-101`, `flowers102`, ...).
+    """
+    if name in POINT_DATASETS:
+        formats = POINT_DATASETS[name].formats
+        chosen = fmt or formats[0]
+        if chosen not in formats:
+            raise CalipError(f"{name} is not available as --format {fmt}; it is read as: {', '.join(formats)}")
+        return next(entry for entry in DATASETS.values() if name in entry.loaders and entry.fmt == chosen)
+    if name in DATASETS:
+        entry = DATASETS[name]
+    else:
+        try:
+            entry = DATASETS[resolve_image_dataset(name)]
+        except CalipError:
+            raise CalipError(f"unknown dataset {name!r}; expected one of: {', '.join(dataset_names())}") from None
+    if fmt is not None and fmt != entry.fmt:
+        raise CalipError(f"--format {fmt} does not apply to {entry.key}")
+    return entry
+
+
+def default_layout_check(entry: Dataset) -> LayoutCheck:
+    """Load the test split of each of `entry.loaders` from a data root, with the loaders `eval` uses (point clouds
+    cut to their first 2 points, so that the check reads little more than the file lists).
+
+    The check raises the loaders' `CalipError` (which shows the expected layout) when the dataset is not usable.
+    """
+    def check(root: Path) -> None:
+        for name in entry.loaders:
+            if name in POINT_DATASETS:
+                load_point_split(name, root, "test", fmt=entry.fmt, num_points=2, normalize=False)  # reads little
+            else:
+                load_image_split(name, root, "test")
+
+    return check
+
+
+def layout_problem(check: LayoutCheck, root: Path) -> CalipError | None:
+    """The error `check` raises for `root`, or None when the dataset there is usable."""
+    try:
+        check(root)
+    except CalipError as err:
+        return err
+    return None
