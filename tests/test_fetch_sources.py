@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from calip3d.datasets.images import IMAGE_DATASETS
-from calip3d.datasets.pointclouds import POINT_DATASETS
+from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.errors import CalipError
 from calip3d.fetch import DATASETS, default_data_root, mirrors_from_env, offline, resolve_dataset
 from calip3d.fetch.download import source_urls
@@ -51,8 +51,8 @@ def test_data_readme_shows_every_source_and_checksum():
 
 
 def test_every_name_eval_takes_has_an_entry_in_the_loaders_folder():
-    for name in POINT_DATASETS:
-        for fmt in POINT_DATASETS[name].formats:
+    for name in [d for d in REGISTRY if REGISTRY[d].is_points]:
+        for fmt in REGISTRY[name].formats:
             entry = resolve_dataset(name, fmt)
             assert name in entry.loaders and entry.fmt == fmt
     for name, spec in IMAGE_DATASETS.items():

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from calip3d.datasets.images import IMAGE_DATASETS, load_image_split, resolve_image_dataset
-from calip3d.datasets.pointclouds import POINT_DATASETS, load_point_split
+from calip3d.datasets.images import load_image_split
+from calip3d.datasets.pointclouds import load_point_split
+from calip3d.datasets.registry import DATASETS as REGISTRY
+from calip3d.datasets.registry import get_dataset
 from calip3d.errors import CalipError
 
 from .sources import DATASETS, Dataset
@@ -15,8 +17,8 @@ LayoutCheck = Callable[[Path], object]  # raises CalipError when the dataset und
 
 
 def dataset_names() -> list[str]:
-    """Every name `resolve_dataset` takes, besides the image datasets' aliases."""
-    names = [*POINT_DATASETS, *IMAGE_DATASETS]
+    """Every name `resolve_dataset` takes, besides the registry's aliases."""
+    names = [d.name for d in REGISTRY.values() if d.is_points] + [d.name for d in REGISTRY.values() if not d.is_points]
     return names + [key for key in DATASETS if key not in names]
 
 
@@ -27,19 +29,19 @@ def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
     `modelnet40_normal_resampled`, which `modelnet10` also reads; the `scanobjectnn-*` variants share one release;
     image datasets accept their aliases (`Caltech-101`, `flowers102`, ...).
     """
-    if name in POINT_DATASETS:
-        formats = POINT_DATASETS[name].formats
-        chosen = fmt or formats[0]
-        if chosen not in formats:
-            raise CalipError(f"{name} is not available as --format {fmt}; it is read as: {', '.join(formats)}")
-        return next(entry for entry in DATASETS.values() if name in entry.loaders and entry.fmt == chosen)
-    if name in DATASETS:
-        entry = DATASETS[name]
-    else:
-        try:
-            entry = DATASETS[resolve_image_dataset(name)]
-        except CalipError:
+    try:
+        info = get_dataset(name)
+    except CalipError:
+        if name not in DATASETS:
             raise CalipError(f"unknown dataset {name!r}; expected one of: {', '.join(dataset_names())}") from None
+        info = None
+    if info is not None and info.is_points:
+        chosen = fmt or info.formats[0]
+        if chosen not in info.formats:
+            raise CalipError(f"{info.name} is not available as --format {fmt}; it is read as: "
+                             f"{', '.join(info.formats)}")
+        return next(e for e in DATASETS.values() if info.name in e.loaders and e.fmt == chosen)
+    entry = DATASETS[info.name if info is not None else name]
     if fmt is not None and fmt != entry.fmt:
         raise CalipError(f"--format {fmt} does not apply to {entry.key}")
     return entry
@@ -53,7 +55,7 @@ def default_layout_check(entry: Dataset) -> LayoutCheck:
     """
     def check(root: Path) -> None:
         for name in entry.loaders:
-            if name in POINT_DATASETS:
+            if get_dataset(name).is_points:
                 load_point_split(name, root, "test", fmt=entry.fmt, num_points=2, normalize=False)  # reads little
             else:
                 load_image_split(name, root, "test")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from calip3d.datasets.pointclouds import POINT_DATASETS
+from calip3d.datasets.registry import DATASETS as REGISTRY
 
 from .catalog import LayoutCheck, default_layout_check, layout_problem, resolve_dataset
 from .download import source_urls
@@ -86,7 +86,7 @@ def command_names(entry: Dataset) -> tuple[str, ...]:
     """The dataset names the commands take for `entry` (with `--format` where it is not the default)."""
     names = []
     for name in entry.loaders:
-        formats = POINT_DATASETS[name].formats if name in POINT_DATASETS else ()
+        formats = REGISTRY[name].formats if name in REGISTRY else ()
         names.append(f"{name} --format {entry.fmt}" if len(formats) > 1 and entry.fmt != formats[0] else name)
     return tuple(names)
 
