@@ -23,10 +23,27 @@ CALIP_DEFAULT_TEMPERATURE = CALIP_TEMPERATURE
 _CHUNK_ELEMENTS = 1 << 24  # bound on B*N*max(K, D) elements per chunk (64 MiB of float32)
 
 
-def _terms_chunk(fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, temperature: float):
-    attn = torch.matmul(fs, ft.t()) / temperature  # [b, N, K]
-    over_positions = attn.softmax(dim=1)  # softmax over N, per class
-    over_classes = attn.softmax(dim=2)  # softmax over K, per position
+def calip_attention(
+    spatial_feats: torch.Tensor, text_feats: torch.Tensor, temperature: float = CALIP_DEFAULT_TEMPERATURE
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """CALIP's two attention maps from A = Fs Ft^T / temperature, `spatial_feats` [B, N, D], `text_feats` [K, D].
+
+    Returns `(over_positions, over_classes)`, each [B, N, K]: the softmax of A over the N spatial positions (per
+    class; it weights the visual-guided term) and over the K classes (per position; it builds Fs^a).
+    """
+    attn = torch.matmul(spatial_feats, text_feats.t()) / temperature  # [b, N, K]
+    return attn.softmax(dim=1), attn.softmax(dim=2)
+
+
+def terms_from_attention(
+    global_feats: torch.Tensor,
+    spatial_feats: torch.Tensor,
+    text_feats: torch.Tensor,
+    over_positions: torch.Tensor,
+    over_classes: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three terms, each [B, K], from the features and the maps of `calip_attention` (same dtypes throughout)."""
+    fv, fs, ft = global_feats, spatial_feats, text_feats
     # visual_guided[b, k] = <Fv[b], sum_n P[b, n, k] Fs[b, n]> = sum_n P[b, n, k] <Fv[b], Fs[b, n]>
     fv_dot_fs = torch.einsum("bd,bnd->bn", fv, fs)  # [b, N]
     visual_guided = torch.einsum("bnk,bn->bk", over_positions, fv_dot_fs)
@@ -35,6 +52,10 @@ def _terms_chunk(fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, temperatu
     clip = fv @ ft.t()
     textual_blended = fv_a @ ft.t()
     return clip, visual_guided, textual_blended
+
+
+def _terms_chunk(fv: torch.Tensor, fs: torch.Tensor, ft: torch.Tensor, temperature: float):
+    return terms_from_attention(fv, fs, ft, *calip_attention(fs, ft, temperature))
 
 
 def calip_terms(
