@@ -19,7 +19,8 @@ from .atomic import atomic_write
 from .attention import calip_attention, combine_terms, terms_from_attention
 from .backbone import CLIPBackbone
 from .errors import CalipError
-from .zeroshot import LOGIT_SCALE, aggregate_views
+from .aggregation import aggregate_views
+from .presets import LOGIT_SCALE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 NPZ_KEYS = ("positions", "grid", "views", "terms", "classes", "view_weights", "betas")
@@ -187,8 +188,8 @@ def _explanations(kind: str, views: torch.Tensor, view_names: Sequence[str], ove
     """Per input: views `[B, V, ...]`, over_positions `[B, V, N, C]`, terms 3 x `[B, V, C]` -> explanations."""
     terms = [t.cpu() for t in terms]
     num_views = terms[0].shape[1]
-    calip = combine_terms(aggregate_views(terms, view_weights), betas).softmax(dim=-1)  # [B, C]
-    clip = (LOGIT_SCALE * aggregate_views(terms[:1], view_weights)[0]).softmax(dim=-1)
+    calip = combine_terms([aggregate_views(t, view_weights) for t in terms], betas).softmax(dim=-1)  # [B, C]
+    clip = (LOGIT_SCALE * aggregate_views(terms[0], view_weights)).softmax(dim=-1)
     top = calip.topk(min(top_k, len(classnames)), dim=-1).indices  # [B, K]
     stacked = torch.stack(terms, dim=-1)  # [B, V, C, 3]
     weights = np.asarray(view_weights if view_weights is not None else [1.0] * num_views, dtype=np.float32)

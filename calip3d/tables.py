@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from .datasets.registry import get_dataset
 from .errors import CalipError
-from .prompts import is_pointcloud_dataset
 from .presets import PublishedResult
 from .reference import published_for, run_backbone
 
@@ -193,8 +193,8 @@ def _add_method(table: Table, groups: dict[str, list[Entry]], key: str, prefix: 
 
 def _add_averages(table: Table) -> None:
     """One average row per group of datasets (2D, 3D), or one "average" row when there is one group."""
-    groups = {"2D": [d for d in table.datasets if not is_pointcloud_dataset(d)],
-              "3D": [d for d in table.datasets if is_pointcloud_dataset(d)]}
+    groups = {"2D": [d for d in table.datasets if not _is_points(d)],
+              "3D": [d for d in table.datasets if _is_points(d)]}
     groups = {name: rows for name, rows in groups.items() if rows}
     for name, rows in groups.items():
         label = f"average ({name})" if len(groups) > 1 else "average"
@@ -214,9 +214,9 @@ def merge_results(paths: Sequence[str | Path]) -> Table:
 
 def _group_size(table: Table, label: str) -> int:
     if label == "average (3D)":
-        return sum(is_pointcloud_dataset(d) for d in table.datasets)
+        return sum(_is_points(d) for d in table.datasets)
     if label == "average (2D)":
-        return sum(not is_pointcloud_dataset(d) for d in table.datasets)
+        return sum(not _is_points(d) for d in table.datasets)
     return len(table.datasets)
 
 
@@ -292,3 +292,11 @@ def chart_rows(table: Table) -> list[ChartRow]:
                 label = f"{dataset}\n{build}" if len(builds) > 1 else dataset
                 rows.append(ChartRow(label, values, published))
     return rows
+
+
+def _is_points(dataset: str) -> bool:
+    """A point-cloud dataset (a name the registry does not know counts as 2D)."""
+    try:
+        return get_dataset(dataset).is_points
+    except CalipError:
+        return False

@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from calip3d.backbone import load_backbone
-from calip3d.classify import MODELNET40_CLASSES
+from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.datasets.images import load_image_split
 from calip3d.explain import explain_clouds, explain_images, image_inputs, read_image
 from calip3d.figures import cloud_figure, image_figure, save_figure

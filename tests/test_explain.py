@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from calip3d.attention import calip_attention, calip_terms, combine_terms, terms_from_attention
 from calip3d.attention import calip as calip_module
 from calip3d.backbone import load_backbone
-from calip3d.classify import MODELNET40_CLASSES
+from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.errors import CalipError
 from calip3d.explain import (
     NPZ_KEYS, explain_clouds, explain_images, image_inputs, is_image_file, load_maps, read_image,

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from calip3d.backbone import load_backbone
-from calip3d.classify import MODELNET40_CLASSES
+from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.explain import explain_clouds, explain_images, image_inputs, read_image
 from calip3d.figures import cloud_figure, image_figure, results_bar_chart, save_figure
 from calip3d.io import load_point_cloud

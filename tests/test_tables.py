@@ -10,7 +10,7 @@ import open_clip
 import pytest
 
 from calip3d.datasets.images import IMAGE_DATASETS
-from calip3d.datasets.pointclouds import POINT_DATASETS
+from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.errors import CalipError
 from calip3d.presets import PUBLISHED_RESULTS, published_results
 from calip3d.reference import normalise_backbone, paper_column, reference_block
@@ -152,7 +152,7 @@ def test_reference_block_and_paper_column():
 
 
 def test_published_table_is_well_formed():
-    known = set(IMAGE_DATASETS) | set(POINT_DATASETS)
+    known = set(REGISTRY)
     assert {r.dataset for r in PUBLISHED_RESULTS} <= known
     for dataset in IMAGE_DATASETS:
         assert {(r.method, r.backbone) for r in published_results(dataset)} == {("CLIP", "RN50"), ("CALIP", "RN50")}
