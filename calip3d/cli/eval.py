@@ -7,6 +7,7 @@ changes only betas, view weights or the tuning protocol costs seconds.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -14,8 +15,8 @@ from calip3d.errors import run_cli
 from calip3d.zeroshot import EvalConfig, SearchConfig, TuneConfig, run_eval
 
 from .flags import (
-    add_backbone_flags, add_cache_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
-    check_minimums, encode_config, new_parser, output_name, parse_betas, parse_positive_list, parse_view_weights,
+    add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
+    check_minimums, encode_config, ensure_data, new_parser, output_name, parse_betas, parse_positive_list, parse_view_weights,
     point_settings, projector_config,
 )
 
@@ -40,7 +41,7 @@ def build_parser(prog: str = "calip3d eval") -> argparse.ArgumentParser:
                               "published (2D) or default (3D) betas, and CALIP tuned on a held-out tuning set; "
                               "test-tuned ('oracle') numbers only with --tune-on test.")
     parser.add_argument("--dataset", required=True, help=DATASETS_HELP)
-    parser.add_argument("--data-root", required=True, help="folder holding the dataset folders (see data/README.md)")
+    add_data_flags(parser)
     add_backbone_flags(parser)
     parser.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (quick looks)")
@@ -94,6 +95,7 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d eval") -> int:
     args = build_parser(prog).parse_args(argv)
     config = eval_config(args)
+    config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format))
     result = run_eval(config, backbone_config(args).load())
     print(result.table())
     output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")

@@ -9,6 +9,7 @@ reused. Hyperparameters are selected on the val shots (best-on-val epoch), never
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -18,15 +19,15 @@ from calip3d.fewshot.methods import METHODS
 from calip3d.results import write_json
 
 from .flags import (
-    add_backbone_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums,
-    encode_config, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
+    add_backbone_flags, add_data_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums,
+    encode_config, ensure_data, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
 )
 
 
 def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
     parser = new_parser(prog, __doc__)
     parser.add_argument("--dataset", required=True, help="a 2D CoOp dataset or a 3D dataset (as calip3d eval)")
-    parser.add_argument("--data-root", required=True, help="folder holding the dataset folders")
+    add_data_flags(parser)
     parser.add_argument("--shots", type=int, default=16, help="train shots per class (1, 2, 4, 8, 16)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the shot draw and of training")
     parser.add_argument("--method", choices=tuple(METHODS), default="calip-fs", help="method to train and evaluate")
@@ -97,6 +98,7 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d fewshot") -> int:
     args = build_parser(prog).parse_args(argv)
     config = fewshot_config(args)
+    config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format))
     result, _ = run_fewshot(config, backbone_config(args).load())
     output = Path(args.output) if args.output else \
         Path("results/fewshot") / f"{result['dataset']}_{args.method}_{args.shots}shot_seed{args.seed}.json"

@@ -14,6 +14,7 @@ from calip3d.backbone import BackboneConfig
 from calip3d.datasets import PointSettings
 from calip3d.encoding import EncodeConfig, default_workers
 from calip3d.errors import CalipError, check_at_least
+from calip3d.fetch import data_root, ensure_dataset
 from calip3d.presets import CALIP_TEMPERATURE
 from calip3d.projection import ProjectorConfig
 
@@ -78,6 +79,27 @@ def check_minimums(args: argparse.Namespace, minimums: dict[str, int]) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ flag groups
+
+
+def add_data_flags(parser: argparse.ArgumentParser, download: bool = True) -> None:
+    """`--data-root` (optional: the default data root), and with `download` `--no-download` / `--mirror`."""
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding the dataset folders (default: $CALIP3D_DATA, else "
+                             "~/.cache/calip3d/data; see data/README.md)")
+    if download:
+        parser.add_argument("--no-download", action="store_true",
+                            help="never download a missing dataset (also CALIP3D_OFFLINE=1); report what to get")
+        parser.add_argument("--mirror", action="append", default=None, metavar="URL",
+                            help="try URL/<file name> first for the dataset's files (repeatable; default: "
+                                 "$CALIP3D_MIRROR, comma-separated)")
+
+
+def ensure_data(args: argparse.Namespace, dataset: str, fmt: str | None = None) -> str:
+    """The data root, once `dataset` is usable there: downloaded (progress on stderr) when missing, unless
+    `--no-download` or CALIP3D_OFFLINE=1, which give the expected layout and the `calip3d fetch` command instead."""
+    root = data_root(args.data_root)
+    ensure_dataset(dataset, root, download=not args.no_download, mirrors=args.mirror, fmt=fmt)
+    return str(root)
 
 
 def add_backbone_flags(parser: argparse.ArgumentParser) -> None:
@@ -154,7 +176,8 @@ def add_temperature_flag(group: argparse._ArgumentGroup, help_text: str) -> None
 
 def add_cache_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--cache-dir", default=None,
-                       help="cache of encoded terms (default: $CALIP3D_CACHE or ~/.cache/calip3d)")
+                       help="cache of encoded terms (default: $CALIP3D_CACHE, else ~/.cache/calip3d/features; never "
+                            "inside the data root)")
     group.add_argument("--no-cache", action="store_true", help="neither read nor write the term cache")
 
 

@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classify", "zero-shot CALIP on your own point-cloud and mesh files"),
     "fewshot": ("fewshot", "K-shot CALIP-FS or a baseline (Tip-Adapter(-F), linear probe, PointCLIP adapter)"),
     "tune-views": ("tune_views", "tune PointCLIP view weights (and CALIP's betas) on train clouds"),
+    "fetch": ("fetch", "download datasets into the data root (verified, resumable); --list shows their status"),
 }
 
 

@@ -9,18 +9,21 @@ from pathlib import Path
 from .images import ImageSplit, load_image_split
 from .pointclouds import PointSettings, PointSplit
 from .registry import DATASETS, LABEL_SETS, DatasetInfo, get_dataset, is_point_dataset
+from .root import data_root, default_data_root
 
 Split = ImageSplit | PointSplit
 
 
-def load_split(name: str, data_root: str | Path, split: str = "test",
+def load_split(name: str, root: str | Path | None, split: str = "test",
                points: PointSettings = PointSettings()) -> Split:
-    """One split of any registered dataset; `points` says how point clouds are read (ignored for images)."""
+    """One split of any registered dataset under `root` (None: the default data root); `points` says how point
+    clouds are read (ignored for images)."""
     info = get_dataset(name)
+    folder = data_root(root)
     if info.is_points:
-        return points.load(info.name, data_root, split)
-    return load_image_split(info.name, data_root, split)
+        return points.load(info.name, folder, split)
+    return load_image_split(info.name, folder, split)
 
 
 __all__ = ["DATASETS", "LABEL_SETS", "DatasetInfo", "ImageSplit", "PointSettings", "PointSplit", "Split",
-           "get_dataset", "is_point_dataset", "load_split"]
+           "data_root", "default_data_root", "get_dataset", "is_point_dataset", "load_split"]

@@ -202,7 +202,7 @@ def _layout_error(spec: ImageDatasetSpec, root: str, problem: str) -> CalipError
         f"{spec.name}: {problem}\n"
         f"expected layout under the data root {root}:\n{tree}\n"
         f"where to get it: {spec.source}\n"
-        "(calip3d downloads nothing; see data/README.md)"
+        f"(`calip3d fetch {spec.name}` downloads it where its terms allow; sources: data/README.md)"
     )
 
 

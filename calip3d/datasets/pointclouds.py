@@ -295,7 +295,7 @@ def load_point_split(
     if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
         raise CalipError(f"num_points must be a positive integer, got {num_points!r}")
     root = Path(data_root)
-    if not root.is_dir():
+    if root.exists() and not root.is_dir():  # a root that does not exist yet is empty: the layout error follows
         raise CalipError(f"data root {root} is not a folder")
     settings = PointSettings(_resolve_format(name, fmt, root), int(num_points), sampling, int(seed), bool(normalize),
                              up_axis)

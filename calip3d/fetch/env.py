@@ -1,33 +1,17 @@
-"""The data root and the download settings read from the environment."""
+"""The download settings read from the environment (the data root itself: `calip3d.datasets.root`)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
+from calip3d.datasets.root import DATA_ENV, data_root, default_data_root
 from calip3d.errors import CalipError
 
-DATA_ENV = "CALIP3D_DATA"
+__all__ = ["DATA_ENV", "MIRROR_ENV", "OFFLINE_ENV", "check_mirror", "data_root", "default_data_root",
+           "mirrors_from_env", "offline"]
+
 MIRROR_ENV = "CALIP3D_MIRROR"
 OFFLINE_ENV = "CALIP3D_OFFLINE"
-
-
-def default_data_root() -> Path:
-    """`$CALIP3D_DATA`, else `$XDG_CACHE_HOME/calip3d/data`, else `~/.cache/calip3d/data`.
-
-    As the XDG spec says, an empty or relative `XDG_CACHE_HOME` is ignored. The folder need not exist yet (a root
-    that does not exist counts as empty).
-    """
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    cache = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
-    return cache / "calip3d" / "data"
-
-
-def data_root(root: str | os.PathLike | None = None) -> Path:
-    """`root` as an absolute path (`~` expanded), or `default_data_root()` when it is None."""
-    return default_data_root() if root is None else Path(root).expanduser().absolute()
 
 
 def check_mirror(url: str) -> str:

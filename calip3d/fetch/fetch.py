@@ -14,6 +14,7 @@ from typing import Iterator, Sequence
 import requests
 
 from calip3d import __version__
+from calip3d.datasets.registry import get_dataset
 from calip3d.errors import CalipError
 
 from .catalog import LayoutCheck, default_layout_check, layout_problem, resolve_dataset
@@ -112,12 +113,22 @@ def ensure_dataset(name: str, root: str | os.PathLike | None = None, download: b
     problem = layout_problem(check, root)
     if problem is None:
         return FetchReport(entry.key, root, root / entry.folder, fetched=False)
+    if fmt is None and layout_check is None:  # the loaders also read another release when only that one is there
+        for other in _other_formats(name, entry):
+            if layout_problem(default_layout_check(other), root) is None:
+                return FetchReport(other.key, root, root / other.folder, fetched=False)
     if not download or offline():
         reason = no_download_reason if not download else f"{OFFLINE_ENV}=1"
         command = f"calip3d fetch {name}" + (f" --format {fmt}" if fmt else "") + f" --root {root}"
         raise CalipError(f"{problem}\n{name} is missing and automatic download is off ({reason}); get it with: "
                          f"{command}")
     return fetch_dataset(name, root, mirrors, check, fmt, progress, log)
+
+
+def _other_formats(name: str, entry: Dataset) -> list[Dataset]:
+    """The registry entries of `name`'s other point-cloud formats (ModelNet40: the resampled release)."""
+    formats = get_dataset(name).formats
+    return [resolve_dataset(name, f) for f in formats if f != entry.fmt]
 
 
 def manual_message(entry: Dataset, root: Path, problem: CalipError) -> str:

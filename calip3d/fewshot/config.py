@@ -38,7 +38,7 @@ class FewShotConfig:
     the token cache)."""
 
     dataset: str
-    data_root: str
+    data_root: str | None = None
     shots: int = 16
     seed: int = 1
     method: str = "calip-fs"

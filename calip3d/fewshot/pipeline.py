@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from ..backbone import CLIPBackbone
-from ..datasets import DatasetInfo, Split, get_dataset, load_split
+from ..datasets import DatasetInfo, Split, data_root, get_dataset, load_split
 from ..encoding import EncodedBatch, Encoder, Tokens, collect, encode_batches
 from ..errors import CalipError
+from ..fetch import dataset_provenance
 from ..metrics import topk_accuracy
 from ..prompts import PromptSet, build_prompts, pointclip_fewshot_prompts
 from ..results import provenance
@@ -35,6 +36,7 @@ class FewShotData:
     """A dataset's train / val / test splits (val None where the dataset has none: ImageNet and 3D)."""
 
     info: DatasetInfo
+    root: str
     train: Split
     val: Split | None
     test: Split
@@ -42,10 +44,11 @@ class FewShotData:
     @classmethod
     def load(cls, config: FewShotConfig) -> "FewShotData":
         info = get_dataset(config.dataset)
-        train, test = (load_split(info.name, config.data_root, s, config.points) for s in ("train", "test"))
+        root = str(data_root(config.data_root))
+        train, test = (load_split(info.name, root, s, config.points) for s in ("train", "test"))
         has_val = not info.is_points and info.name != "imagenet"
-        val = load_split(info.name, config.data_root, "val") if has_val else None
-        return cls(info, train, val, test)
+        val = load_split(info.name, root, "val") if has_val else None
+        return cls(info, root, train, val, test)
 
     def draw(self, shots: int, seed: int) -> FewShotSplit:
         return draw_split(self.info.name, self.train.classnames, list(self.train.labels), self.train.ids, shots,
@@ -176,6 +179,9 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         "history": [r._asdict() for r in method.train_result.history] if method.train_result else None,
         "provenance": provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
                                  templates=prompts.description, test_split_file=data.test.source,
+                                 data=dataset_provenance(data.info.name, data.root,
+                                                         data.test.settings["format"] if data.info.is_points
+                                                         else None),
                                  projector=projector.describe() if projector else None),
     }
     return result, split_path

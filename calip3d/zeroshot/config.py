@@ -64,10 +64,10 @@ class SearchConfig:
 class EvalConfig:
     """One zero-shot evaluation. `betas` adds a row with the user's betas (3D: replaces the default pair);
     `view_weights` None/"uniform", "paper" (PointCLIP Table 1, ORACLE) or explicit weights; `points` and
-    `projector` apply to point-cloud datasets."""
+    `projector` apply to point-cloud datasets; `data_root` None = the default data root (`calip3d.fetch`)."""
 
     dataset: str
-    data_root: str
+    data_root: str | None = None
     split: str = "test"
     limit: int | None = None
     betas: tuple[float, float, float] | None = None
@@ -93,7 +93,7 @@ class TuneViewsConfig:
     3 restarts of coordinate ascent); `oracle` also tunes on the evaluated split's labels (labelled ORACLE)."""
 
     dataset: str
-    data_root: str
+    data_root: str | None = None
     split: str = "test"
     limit: int | None = None
     tune_split: str = "fewshot"

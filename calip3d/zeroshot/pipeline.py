@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from calip3d.backbone import CLIPBackbone
-from calip3d.datasets import DatasetInfo, PointSettings, Split, get_dataset, load_split
+from calip3d.datasets import DatasetInfo, PointSettings, Split, data_root, get_dataset, load_split
 from calip3d.encoding import Encoder, Terms
 from calip3d.errors import CalipError
+from calip3d.fetch import dataset_provenance
 from calip3d.prompts import build_prompts
 from calip3d.results import EvalResult, provenance
 from calip3d.sampling import sample_per_class
@@ -36,6 +37,7 @@ class Prepared:
     and the test terms."""
 
     info: DatasetInfo
+    root: str
     test: Split
     encoder: Encoder
     prompts: Any
@@ -47,7 +49,8 @@ class Prepared:
 def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
     """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms."""
     info = get_dataset(config.dataset)
-    test = load_split(info.name, config.data_root, config.split, config.points)
+    root = str(data_root(config.data_root))
+    test = load_split(info.name, root, config.split, config.points)
     if config.limit:
         test = test.subset(np.arange(min(config.limit, len(test))))
     projector = config.projector.build(backbone.image_size) if info.is_points else None
@@ -55,7 +58,13 @@ def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
     prompts = build_prompts(info.name, test.classnames, config.templates)
     text = backbone.prompt_features(prompts.prompts)
     terms = encoder.terms(test, text, prompts.description, desc=f"{info.name} {config.split}")
-    return Prepared(info, test, encoder, prompts, text, terms, encoder.cache.last_status)
+    return Prepared(info, root, test, encoder, prompts, text, terms, encoder.cache.last_status)
+
+
+def data_provenance(run: Prepared) -> dict[str, Any]:
+    """The data root used, and the checksums of the dataset's files where calip3d fetched them."""
+    fmt = run.test.settings["format"] if run.info.is_points else None
+    return dataset_provenance(run.info.name, run.root, fmt)
 
 
 def tuning_plan(tune_on: str, split: str, tuning_split: str) -> tuple[bool, bool]:
@@ -80,11 +89,11 @@ def draw_shots(info: DatasetInfo, data_root: str, points: PointSettings, shots: 
     return train.subset(rows), f"{shots} train {noun} per class (seed {seed}), {len(rows)} {noun}"
 
 
-def tuning_set(info: DatasetInfo, config: EvalConfig, tune: TuneConfig) -> tuple[Split, str]:
+def tuning_set(info: DatasetInfo, root: str, config: EvalConfig, tune: TuneConfig) -> tuple[Split, str]:
     """The held-out tuning set: CoOp's val split, or train shots for ImageNet (whose CoOp val is its test) and 3D."""
     if info.is_points or info.name == "imagenet":
-        return draw_shots(info, config.data_root, config.points, tune.shots, tune.seed, tune.limit)
-    val = load_split(info.name, config.data_root, "val")
+        return draw_shots(info, root, config.points, tune.shots, tune.seed, tune.limit)
+    val = load_split(info.name, root, "val")
     if tune.limit:
         val = val.subset(range(min(tune.limit, len(val))))
     return val, f"the CoOp val split, {len(val)} images"
@@ -101,13 +110,13 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult:
     tune, oracle = tuning_plan(config.tune.on, config.split, tuning_split)
     tuning, tuning_split_file = None, None
     if tune:
-        split, description = tuning_set(info, config, config.tune)
+        split, description = tuning_set(info, run.root, config, config.tune)
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
         tuning_split_file = split.source
     beta2_max, beta3_max = config.search.beta_range(info.beta_search_range)
     common = dict(backbone=backbone.info.as_dict(), precision=backbone.precision,
                   templates=run.prompts.description, split_file=run.test.source,
-                  temperature=config.encode.temperature, limit=config.limit)
+                  temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run))
     if info.is_points:
         default_betas, default_source = info.default_betas
         methods = point_methods(run.terms, tuning, default_betas, default_source, weights, weights_source,

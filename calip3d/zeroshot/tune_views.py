@@ -12,7 +12,7 @@ from calip3d.errors import CalipError
 from calip3d.results import EvalResult, provenance
 
 from .config import TuneViewsConfig
-from .pipeline import draw_shots, prepare, tuning_plan
+from .pipeline import data_provenance, draw_shots, prepare, tuning_plan
 from .scoring import Tuning, point_methods
 
 
@@ -27,9 +27,9 @@ def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResul
     tuning = None
     if tune:
         if config.tune_split == "fewshot":
-            split, description = draw_shots(run.info, config.data_root, config.points, config.shots, config.seed)
+            split, description = draw_shots(run.info, run.root, config.points, config.shots, config.seed)
         else:
-            split = load_split(run.info.name, config.data_root, "train", config.points)
+            split = load_split(run.info.name, run.root, "train", config.points)
             description = f"the train split, {len(split)} clouds"
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
     beta2_max, beta3_max = config.search.beta_range(run.info.beta_search_range)
@@ -39,7 +39,8 @@ def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResul
     projector = run.encoder.loading.projector
     prov = provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
                       templates=run.prompts.description, split_file=run.test.source,
-                      temperature=config.encode.temperature, limit=config.limit, points=run.test.settings,
+                      temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run),
+                      points=run.test.settings,
                       projector=projector.describe(), cache=run.cache_status,
                       tuning_set=tuning.description if tuning else None, tune_split=config.tune_split,
                       view_search={"method": config.search.view_method, "restarts": config.search.restarts,
