@@ -245,7 +245,11 @@ def results_bar_chart(rows: Sequence["ChartRow"], path: str | Path, title: str =
         offsets = x + (s - (len(series) - 1) / 2) * width
         bars = ax.bar(offsets, [row.values.get(name, np.nan) for row in rows], width, color=f"C{s}",
                       label=f"{name} (this run)")
-        ax.bar_label(bars, fmt="%.1f", label_type="center", fontsize=7, color="white")
+        values = [row.values.get(name, np.nan) for row in rows]
+        inside = [f"{v:.1f}" if v >= 8 else "" for v in values]  # inside the bar, clear of the published marks
+        ax.bar_label(bars, inside, label_type="center", fontsize=8, color="white")
+        ax.bar_label(bars, ["" if v >= 8 or np.isnan(v) else f"{v:.1f}" for v in values], padding=2, fontsize=8,
+                     color="0.2")
         published = np.array([row.published.get(name, np.nan) for row in rows])
         shown = ~np.isnan(published)
         if shown.any():
@@ -254,6 +258,8 @@ def results_bar_chart(rows: Sequence["ChartRow"], path: str | Path, title: str =
             marked = True
     ax.set_xticks(x, [row.label for row in rows], rotation=30 if len(rows) > 4 else 0,
                   ha="right" if len(rows) > 4 else "center")
+    margin = max(0.0, (3 - len(rows)) / 2) + 0.6  # a few datasets keep narrow bars, centred
+    ax.set_xlim(-margin, len(rows) - 1 + margin)
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title or "this run vs the published numbers")

@@ -14,8 +14,13 @@ JSON schema `calip3d.eval/1` (written by `eval` and `tune-views`)::
         ...                               # method details: "search" (grid), "tuning_top1", "search_method"
       },
       "methods": [names in table order],
+      "reference": [                      # every published number for this dataset (calip3d.presets), whatever
+        {"method", "backbone", "weights", "setting", "value", "source", "note",   # the run's backbone; comparable:
+         "comparable": bool}, ...         # same backbone and weights tag as the run (calip3d.reference)
+      ],
       "provenance": {...}                 # library versions, command, time, model, weights, templates, split file,
-    }                                     # temperature, projector and point settings, cache status, tuning set
+    }                                     # temperature, projector and point settings, cache status, tuning set,
+                                          # data root and checksums of the data used
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write
+from .atomic import atomic_write_text
 from .errors import CalipError
+from .reference import paper_column, reference_block, run_backbone
 
 SCHEMA = "calip3d.eval/1"
 
@@ -101,10 +107,12 @@ class EvalResult:
         return next(m for m in self.methods if m.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The `calip3d.eval/1` JSON object."""
+        """The `calip3d.eval/1` JSON object (its `reference` block made from `calip3d.presets` for this run)."""
+        backbone, tag = run_backbone({"provenance": self.provenance})
         return {"schema": SCHEMA, "dataset": self.dataset, "split": self.split, "num_samples": self.num_samples,
                 "num_classes": self.num_classes, **{m.name: m.as_dict() for m in self.methods},
-                "methods": [m.name for m in self.methods], "provenance": self.provenance}
+                "methods": [m.name for m in self.methods], "reference": reference_block(self.dataset, backbone, tag),
+                "provenance": self.provenance}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "result") -> "EvalResult":
@@ -114,13 +122,18 @@ class EvalResult:
                    [MethodResult.from_dict(n, data[n]) for n in data["methods"]], data.get("provenance", {}))
 
     def table(self) -> str:
-        """A fixed-width table: method, top-1, top-5, betas, view weights (3D) and where they came from."""
+        """A fixed-width table: method, top-1, top-5, the comparable published top-1 and our difference (`paper`,
+        where one is published for this backbone and weights tag), betas, view weights (3D), where they came from."""
         has_views = any(m.view_weights is not None for m in self.methods)
-        header = ["method", "top-1", "top-5", "betas"] + (["view weights"] if has_views else []) + ["source"]
+        paper = paper_column(self.to_dict())
+        has_paper = any(cell is not None for cell in paper.values())
+        header = ["method", "top-1", "top-5"] + (["paper"] if has_paper else []) + ["betas"] + \
+            (["view weights"] if has_views else []) + ["source"]
         rows = [header]
         for m in self.methods:
-            row = [f"{m.name} (ORACLE)" if m.oracle else m.name, f"{m.top1:.2f}", f"{m.top5:.2f}",
-                   "-" if m.betas is None else ",".join(f"{b:g}" for b in m.betas)]
+            row = [f"{m.name} (ORACLE)" if m.oracle else m.name, f"{m.top1:.2f}", f"{m.top5:.2f}"]
+            row += [str(paper[m.name]) if paper[m.name] is not None else "-"] if has_paper else []
+            row += ["-" if m.betas is None else ",".join(f"{b:g}" for b in m.betas)]
             if has_views:
                 row.append("-" if m.view_weights is None else ",".join(f"{w:g}" for w in m.view_weights))
             rows.append(row + [m.source])
@@ -138,5 +151,4 @@ class EvalResult:
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` atomically (temp file + rename)."""
-    text = json.dumps(payload, indent=2, default=str) + "\n"
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+    return atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")

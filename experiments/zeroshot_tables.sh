@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Zero-shot tables: CLIP vs CALIP on the 11 CoOp datasets, PointCLIP vs CALIP on the 3D datasets.
-# Usage: DATA=/path/to/data BACKBONE=RN50 PRETRAINED=openai bash experiments/zeroshot_tables.sh
-# Each run writes results/<dataset>_<backbone>_test.json; add TUNE_ON=test to also get ORACLE rows.
+# Usage: BACKBONE=RN50 PRETRAINED=openai bash experiments/zeroshot_tables.sh [extra eval flags]
+# Each run writes results/<dataset>_<backbone>_test.json; add TUNE_ON=test to also get ORACLE rows. DATA (default:
+# calip3d's data root, where missing datasets are downloaded) names another data root.
 set -euo pipefail
-DATA=${DATA:?set DATA to the folder holding the datasets}
+DATA=${DATA:-$(python -c "from calip3d.datasets import default_data_root; print(default_data_root())")}
 BACKBONE=${BACKBONE:-RN50}
 PRETRAINED=${PRETRAINED:-openai}
 TUNE_ON=${TUNE_ON:-val}
@@ -12,4 +13,6 @@ for dataset in imagenet caltech101 oxford_pets stanford_cars oxford_flowers food
   python -m calip3d.eval --dataset "$dataset" --data-root "$DATA" --backbone "$BACKBONE" \
     --pretrained "$PRETRAINED" --tune-on "$TUNE_ON" "$@" || echo "skipped $dataset (see the error above)"
 done
-python experiments/collect_results.py results/*_"${BACKBONE//\//-}"_test.json
+python -m calip3d table results/*_"${BACKBONE//\//-}"_test.json --output "results/zeroshot_${BACKBONE//\//-}.md" \
+  --plot "results/zeroshot_${BACKBONE//\//-}.png"
+cat "results/zeroshot_${BACKBONE//\//-}.md"

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests never reach the internet: a missing dataset is an error, not a download. The fetch tests switch downloads
+# back on for their local server only (the `server` fixture of fetch_helpers.py).
+os.environ["CALIP3D_OFFLINE"] = "1"
 SHARED_DATA = Path(os.environ.get("CALIP3D_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

@@ -112,7 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A fresh FileServer serving tmp_path/'www'; retries back off for milliseconds only."""
+    """A fresh FileServer serving tmp_path/'www' (downloads switched on: tests run with CALIP3D_OFFLINE=1); retries
+    back off for milliseconds only."""
+    monkeypatch.delenv("CALIP3D_OFFLINE", raising=False)
     monkeypatch.setattr(transfer, "BACKOFF_S", 0.01)
     files = FileServer(tmp_path / "www")
     files.thread.start()

@@ -47,20 +47,21 @@ def build_parser(prog: str = "calip3d classify") -> argparse.ArgumentParser:
     return parser
 
 
-def classify_config(args: argparse.Namespace) -> ClassifyConfig:
-    check_minimums(args, {"top_k": 1, "points": 1})
+def classify_config(args: argparse.Namespace, labels: Sequence[str], template: str,
+                    betas: Sequence[float]) -> ClassifyConfig:
+    """The config of `classify` (and of `show`'s point clouds) from the flags both take."""
     if args.view_weights == "paper":
         raise CalipError("--view-weights paper is for datasets (`calip3d eval`); give W1,...,WV or uniform")
     weights = None if args.view_weights in (None, "uniform") else tuple(args.view_weights)
-    labels = tuple(args.labels) if args.labels else LABEL_SETS[args.label_set]
-    return ClassifyConfig(labels=labels, template=args.template, betas=tuple(args.betas),
-                          temperature=args.temperature, view_weights=weights, num_points=args.points,
-                          up_axis=args.up_axis, mesh_samples=args.mesh_samples, projector=projector_config(args))
+    return ClassifyConfig(labels=tuple(labels), template=template, betas=tuple(betas), temperature=args.temperature,
+                          view_weights=weights, num_points=args.points, up_axis=args.up_axis,
+                          mesh_samples=args.mesh_samples, projector=projector_config(args))
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d classify") -> int:
     args = build_parser(prog).parse_args(argv)
-    config = classify_config(args)
+    check_minimums(args, {"top_k": 1, "points": 1})
+    config = classify_config(args, args.labels or LABEL_SETS[args.label_set], args.template, args.betas)
     clouds = load_clouds(args.files, config)
     backbone = backbone_config(args).load()
     probs = classify_clouds(clouds, config, backbone)

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Sequence
 
 from calip3d.errors import run_cli
+from calip3d.figures import results_bar_chart
+from calip3d.tables import build_table, chart_rows, entries_from_result
 from calip3d.zeroshot import EvalConfig, SearchConfig, TuneConfig, run_eval
 
 from .flags import (
@@ -73,6 +75,8 @@ def build_parser(prog: str = "calip3d eval") -> argparse.ArgumentParser:
     add_cache_flags(out)
     out.add_argument("--output", default=None,
                      help="JSON result path (default: results/<dataset>_<backbone>_<split>.json)")
+    out.add_argument("--plot", default=None, metavar="FILE.png",
+                     help="also draw CLIP / PointCLIP vs CALIP with the comparable published numbers marked")
     return parser
 
 
@@ -101,6 +105,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "calip3d eval") -> int:
     output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")
     result.write_json(output)
     print(f"results written to {output}")
+    if args.plot:
+        rows = chart_rows(build_table(entries_from_result(result.to_dict(), str(output))))
+        print(f"plot written to {results_bar_chart(rows, args.plot, title=f'{result.dataset} / {result.split}')}")
     return 0
 
 

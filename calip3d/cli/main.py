@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "classify": ("classify", "zero-shot CALIP on your own point-cloud and mesh files"),
     "fewshot": ("fewshot", "K-shot CALIP-FS or a baseline (Tip-Adapter(-F), linear probe, PointCLIP adapter)"),
     "tune-views": ("tune_views", "tune PointCLIP view weights (and CALIP's betas) on train clouds"),
+    "show": ("show", "pictures of CALIP's attention over point-cloud views or an image, and its scores"),
+    "table": ("table", "merge result files into one table beside the published numbers (Markdown/CSV, --plot)"),
     "fetch": ("fetch", "download datasets into the data root (verified, resumable); --list shows their status"),
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from calip3d.datasets.images import load_image_split
 from calip3d.datasets.pointclouds import load_point_split
@@ -47,14 +47,14 @@ def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
     return entry
 
 
-def default_layout_check(entry: Dataset) -> LayoutCheck:
-    """Load the test split of each of `entry.loaders` from a data root, with the loaders `eval` uses (point clouds
-    cut to their first 2 points, so that the check reads little more than the file lists).
+def default_layout_check(entry: Dataset, names: Sequence[str] | None = None) -> LayoutCheck:
+    """Load the test split of each of `entry.loaders` (or only of `names`) from a data root, with the loaders `eval`
+    uses (point clouds cut to their first 2 points, so that the check reads little more than the file lists).
 
     The check raises the loaders' `CalipError` (which shows the expected layout) when the dataset is not usable.
     """
     def check(root: Path) -> None:
-        for name in entry.loaders:
+        for name in names or entry.loaders:
             if get_dataset(name).is_points:
                 load_point_split(name, root, "test", fmt=entry.fmt, num_points=2, normalize=False)  # reads little
             else:

@@ -22,7 +22,7 @@ from .download import Downloaded, download_file
 from .env import OFFLINE_ENV, check_mirror, data_root, mirrors_from_env, offline
 from .install import install_file
 from .manifest import FileRecord, Manifest
-from .sources import Dataset
+from .sources import DATASETS, Dataset
 from .transfer import Log, log_stderr
 
 try:
@@ -109,7 +109,8 @@ def ensure_dataset(name: str, root: str | os.PathLike | None = None, download: b
     """
     entry = resolve_dataset(name, fmt)
     root = data_root(root)
-    check = layout_check or default_layout_check(entry)
+    asked = None if name in DATASETS else [get_dataset(name).name]  # a loader name: not its release's siblings
+    check = layout_check or default_layout_check(entry, asked)
     problem = layout_problem(check, root)
     if problem is None:
         return FetchReport(entry.key, root, root / entry.folder, fetched=False)
@@ -117,6 +118,9 @@ def ensure_dataset(name: str, root: str | os.PathLike | None = None, download: b
         for other in _other_formats(name, entry):
             if layout_problem(default_layout_check(other), root) is None:
                 return FetchReport(other.key, root, root / other.folder, fetched=False)
+    if entry.access == "manual" or (entry.access == "mirror" and not (mirrors_from_env() if mirrors is None
+                                                                      else mirrors)):
+        raise CalipError(manual_message(entry, root, problem))
     if not download or offline():
         reason = no_download_reason if not download else f"{OFFLINE_ENV}=1"
         command = f"calip3d fetch {name}" + (f" --format {fmt}" if fmt else "") + f" --root {root}"
