@@ -76,6 +76,16 @@ def _note_ignored(config: FewShotConfig, method: type[FewShotMethod]) -> None:
               f"{method.name}; ignored", file=sys.stderr)
 
 
+def _split_notes(split: FewShotSplit, path: Path) -> None:
+    """Say which classes had too few train items."""
+    if split.with_replacement:
+        print(f"note: {len(split.with_replacement)} class(es) have fewer than {split.shots} train items and were "
+              f"sampled with replacement (listed in {path})", file=sys.stderr)
+    if split.empty:
+        print(f"note: classes with no train item keep only their text features: {', '.join(split.empty)}",
+              file=sys.stderr)
+
+
 def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, train: Tokens, val: Tokens, text: torch.Tensor,
          copies: int) -> FewShotMethod:
     """Fit `method`; with `lr_grid`, once per learning rate, keeping the best on the val shots (first on ties)."""
@@ -133,12 +143,7 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     data = FewShotData.load(config)
     split_path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}.json"
     split, reused = get_split(split_path, data.draw(config.shots, config.seed))
-    if split.with_replacement:
-        print(f"note: {len(split.with_replacement)} class(es) have fewer than {config.shots} train items and were "
-              f"sampled with replacement (listed in {split_path})", file=sys.stderr)
-    if split.empty:
-        print(f"note: classes with no train item keep only their text features: {', '.join(split.empty)}",
-              file=sys.stderr)
+    _split_notes(split, split_path)
     projector = config.projector.build(backbone.image_size) if data.info.is_points else None
     views = projector.num_views if projector else None
     encoder = config.encode.encoder(backbone, projector)

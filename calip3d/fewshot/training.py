@@ -161,6 +161,23 @@ def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+def _check_data(train_inputs: Inputs, train_labels: torch.Tensor, val_inputs: Inputs | None,
+                val_labels: torch.Tensor | None) -> tuple[tuple[torch.Tensor, ...], torch.Tensor,
+                                                          tuple[torch.Tensor, ...], torch.Tensor | None]:
+    """(train tensors, train labels, val tensors, val labels or None), checked."""
+    train = _as_inputs(train_inputs, "train inputs")
+    y_train = _as_labels(train_labels, train[0].shape[0], "train inputs")
+    if y_train.numel() == 0:
+        raise CalipError("no training samples")
+    if val_inputs is None or val_labels is None:
+        return train, y_train, (), None
+    val = _as_inputs(val_inputs, "val inputs")
+    y_val = _as_labels(val_labels, val[0].shape[0], "val inputs")
+    if y_val.numel() == 0:
+        raise CalipError("the validation set is empty; pass val_inputs=None to keep the last epoch instead")
+    return train, y_train, val, y_val
+
+
 def train_classifier(
     module: nn.Module,
     train_inputs: Inputs,
@@ -182,15 +199,8 @@ def train_classifier(
     The val accuracy is measured after every epoch (and before training, as epoch 0); the best state is loaded
     back into the module at the end.
     """
-    train = _as_inputs(train_inputs, "train inputs")
-    y_train = _as_labels(train_labels, train[0].shape[0], "train inputs")
-    has_val = val_inputs is not None and val_labels is not None
-    val = _as_inputs(val_inputs, "val inputs") if has_val else ()
-    y_val = _as_labels(val_labels, val[0].shape[0], "val inputs") if has_val else None
-    if has_val and y_val.numel() == 0:
-        raise CalipError("the validation set is empty; pass val_inputs=None to keep the last epoch instead")
-    if y_train.numel() == 0:
-        raise CalipError("no training samples")
+    train, y_train, val, y_val = _check_data(train_inputs, train_labels, val_inputs, val_labels)
+    has_val = y_val is not None
     if loss_fn is None:
         def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
