@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import quote
 
-import gdown
 import requests
 
 from calip3d.errors import CalipError
@@ -88,7 +87,10 @@ def _source_note(dest: Path) -> Path:
 
 
 def _from_drive(file_id: str, dest: Path, progress: bool) -> None:
-    """Google Drive (confirmation pages of large files, quotas) is gdown's job; it resumes its own partial file."""
+    """Google Drive (confirmation pages of large files, quotas) is gdown's job; it resumes its own partial file.
+    (Imported here: only a Drive download needs it.)"""
+    import gdown
+
     try:
         gdown.download(id=file_id, output=str(dest), quiet=not progress, resume=True, retries=RETRIES,
                        timeout=TIMEOUT)
