@@ -223,7 +223,8 @@ def test_tip_adapter_f_learns_keys_and_keeps_best_on_val():
     noise = 0.05 * torch.randn(glob.shape, generator=torch.Generator().manual_seed(0))
     augmented = torch.stack([glob, F.normalize(glob + noise, dim=-1)])  # [A=2, M, D] augmented copies
     tip = TipAdapterF(alpha=10.0, alpha_scale=30, beta_scale=13, beta_steps=10, alpha_steps=5)
-    tip.fit(augmented, labels, text, vglob, vlabels, train=replace(TipAdapterF.TRAIN, epochs=10, lr=1e-2, batch_size=8))
+    tip.fit(augmented, labels, text, select=(vglob, vlabels), search=(vglob, vlabels),
+            train=replace(TipAdapterF.TRAIN, epochs=10, lr=1e-2, batch_size=8))
     result = tip.train_result
     accs = [r.val_acc for r in result.history]
     assert result.best_epoch == accs.index(max(accs)) > 0 and max(accs) > accs[0]
