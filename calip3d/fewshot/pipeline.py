@@ -170,7 +170,7 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     sources = {s.source for s in method.selections()}
     if VAL_SPLIT in sources:
         sets[VAL_SPLIT] = encoder.tokens(data.val, "val split")
-    if TEST_SPLIT in sources or encoder.cache.dir is not None:
+    if TEST_SPLIT in sources:  # a release choice made on test (ORACLE); otherwise test is encoded after fitting
         sets[TEST_SPLIT] = encoder.tokens(test, "test split")
     meta = {"backbone": backbone.info.name, "weights": backbone.info.weights, "classnames": list(data.train.classnames),
             "dataset": data.info.name, "views": views, "method": config.method, "prompts": prompts.description,
@@ -183,6 +183,8 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         method = _fit(method, config.lr_grid, FitData(shots, copies, text, sets))
         if method.module_checkpointed:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
+    if TEST_SPLIT not in sets and encoder.cache.dir is not None:
+        sets[TEST_SPLIT] = encoder.tokens(test, "test split")
     if TEST_SPLIT in sets:
         batches = sets[TEST_SPLIT].batches(config.encode.batch_size)
     else:
