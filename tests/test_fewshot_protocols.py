@@ -89,6 +89,10 @@ def test_every_method_runs_under_both_protocols_with_labelled_choices(dataset, m
         expected.append((what, source, oracle))
     found = [(s["what"], s["source"], s["oracle"]) for s in result["selections"]]
     assert found == expected
+    for selection in result["selections"]:  # each label says how, and why where the release decided
+        assert selection["rule"] and selection["rule"] in selection["label"]
+        if selection["source"] in ("val split", "test split"):
+            assert selection["why"].startswith("as released: ") and selection["why"] in selection["label"]
     assert result["protocol"] == protocol and result["oracle"] == any(o for _, _, o in expected)
     assert result["num_samples"] == (60 if has_val else 29)
     table = capsys.readouterr().out
