@@ -268,3 +268,48 @@ def test_short_classes_keep_or_repeat_is_recorded_in_the_split(varied_points, sh
     assert len(splits["repeat"]["train"]) == 4 * (40 - len(splits["repeat"]["empty"]))
     assert len(splits["keep"]["train"]) < len(splits["repeat"]["train"])
     assert len(set(splits["keep"]["train"])) == len(splits["keep"]["train"])
+
+
+# ------------------------------------------------------------------------------------------------ betas
+
+
+def test_published_betas_are_labelled_by_where_they_were_searched():
+    from calip3d.datasets import get_dataset
+    from calip3d.fewshot.betas import published_betas
+
+    betas, selection = published_betas(get_dataset("caltech101"))
+    assert betas == (1.0, 5.0, 0.18) and selection.oracle and selection.source == "published"
+    assert "this dataset's test split" in selection.why and selection.what == "betas"
+    betas, selection = published_betas(get_dataset("modelnet40"))  # no 3D betas: ImageNet's, not an oracle here
+    assert betas == (1.0, 1.12, 0.02) and not selection.oracle and "ImageNet's test split" in selection.why
+
+
+def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(monkeypatch):
+    """The search sees the val shots' CALIP terms averaged over views (1/V each), the dataset's beta range (Caltech101:
+    up to 8 and 0.27, wider than the official 2 and 0.1), and beta1 stays 1; no val shot is an error."""
+    import calip3d.fewshot.betas as betas_module
+    from calip3d.datasets import get_dataset
+    from calip3d.encoding import Tokens, view_terms
+    from calip3d.errors import CalipError
+    from calip3d.search import BetaSearchResult
+
+    g = torch.Generator().manual_seed(0)
+    glob = torch.nn.functional.normalize(torch.randn(6, 3, 8, generator=g), dim=-1)
+    spatial = torch.nn.functional.normalize(torch.randn(6, 3, 4, 8, generator=g), dim=-1)
+    val = Tokens(glob, spatial.half(), torch.arange(6) % 2, torch.arange(6), torch.ones(6, 3))
+    text = torch.nn.functional.normalize(torch.randn(2, 8, generator=g), dim=-1)
+    seen = {}
+
+    def spy(clip, vg, tb, labels, beta2_max, beta3_max):
+        seen.update(clip=clip, ranges=(beta2_max, beta3_max))
+        return BetaSearchResult(0.0, 3.5, 0.2, 0, 0, (), ())
+
+    monkeypatch.setattr(betas_module, "search_betas", spy)
+    info = get_dataset("caltech101")
+    betas, selection = betas_module.val_shot_betas(info, val, text, 0.5, views=3)
+    assert betas == (1.0, 3.5, 0.2) and selection.source == "val shots" and not selection.oracle
+    assert seen["ranges"] == info.beta_search_range == (8.0, 0.27)
+    expected = view_terms(glob, spatial.half().float(), text, 0.5)[0].mean(dim=1)
+    torch.testing.assert_close(seen["clip"], expected)
+    with pytest.raises(CalipError, match="has none"):
+        betas_module.val_shot_betas(info, Tokens(*(t[:0] for t in val.tensors().values())), text, 0.5, views=3)
