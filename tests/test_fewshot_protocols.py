@@ -313,3 +313,30 @@ def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(mo
     torch.testing.assert_close(seen["clip"], expected)
     with pytest.raises(CalipError, match="has none"):
         betas_module.val_shot_betas(info, Tokens(*(t[:0] for t in val.tensors().values())), text, 0.5, views=3)
+
+
+def test_draws_are_seeded_cover_trailing_empty_classes_and_pin_the_val_items(tmp_path):
+    from calip3d.errors import CalipError
+    from calip3d.fewshot.protocol import get_split
+
+    labels = np.repeat(np.arange(4), 6)  # class 4 (the last) has no item
+    names, ids = list("abcde"), [f"t{i}" for i in range(24)]
+    val_labels, val_ids = np.repeat(np.arange(4), 5), [f"v{i}" for i in range(20)]
+    draw = [draw_split("toy", names, labels, ids, 2, seed, val_labels, val_ids) for seed in (1, 1, 2)]
+    assert (draw[0].train, draw[0].val) == (draw[1].train, draw[1].val) != (draw[2].train, draw[2].val)
+    assert draw[0].empty == ["e"]
+    get_split(tmp_path / "s.json", draw[0])
+    with pytest.raises(CalipError, match="val_ids differs"):  # the val items the indices point into changed
+        get_split(tmp_path / "s.json", draw_split("toy", names, labels, ids, 2, 1, val_labels, val_ids[::-1]))
+
+
+def test_selection_labels_say_how_where_why_and_oracle():
+    from calip3d.fewshot.selection import Selection, released_search
+
+    assert Selection("epoch", "val shots", "first best").label() == "epoch: first best on the val shots"
+    assert Selection("betas", "published", "CALIP's", "searched on test", True).label() == \
+        "betas: CALIP's (published) (searched on test): ORACLE"
+    assert released_search("C", "grid", "honest", False, "x").label() == "C: grid on the val shots"
+    assert released_search("C", "grid", "release", True, "x") == Selection("C", "val split", "grid", "as released: x")
+    oracle = released_search("C", "grid", "release", False, "x")
+    assert (oracle.source, oracle.oracle) == ("test split", True) and oracle.why.startswith("as released: x; no val")
