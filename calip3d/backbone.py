@@ -14,7 +14,7 @@ import logging
 import os
 import warnings
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -52,10 +52,8 @@ class BackboneInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name, "pretrained": self.pretrained, "weights": self.weights, "quick_gelu": self.quick_gelu,
-            "architecture": self.architecture, "image_size": self.image_size, "embed_dim": self.embed_dim, **self.extra,
-        }
+        """Every field (`extra` merged in): the provenance of results and part of every feature-cache key."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}, **self.extra}
 
 
 # The open_clip internals CLIPBackbone reads, per image-tower kind (checked when a backbone is built, so that an
@@ -162,10 +160,18 @@ class CLIPBackbone(torch.nn.Module):
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images `[B, 3, S, S]` -> (global `[B, D]`, spatial `[B, N, D]`), both L2-normalised per row."""
+        glob, spatial, _ = self.encode_image_norms(images)
+        return glob, spatial
+
+    @torch.no_grad()
+    def encode_image_norms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`encode_image` plus the global feature's norm before normalisation `[B]` (float32): `global * norm` is
+        CLIP's raw image feature, which some released baselines use."""
         images = images.to(device=self.device, dtype=self.dtype)
         tokens = self._resnet_tokens(images) if self.architecture == "resnet" else self._vit_tokens(images)
+        norms = tokens[:, 0].float().norm(dim=-1)
         tokens = F.normalize(tokens, dim=-1)
-        return tokens[:, 0], tokens[:, 1:]
+        return tokens[:, 0], tokens[:, 1:], norms
 
     @torch.no_grad()
     def encode_global(self, images: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ entry behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
 
+import numpy as np
 import torch
 
 from .atomic import atomic_torch_save
@@ -37,6 +39,27 @@ T = TypeVar("T", bound=Cacheable)
 def plain_spec(spec: dict[str, Any]) -> Any:
     """The spec as stored: a JSON round trip (tuples become lists, other objects their `str`)."""
     return json.loads(json.dumps(spec, sort_keys=True, default=str))
+
+
+def fingerprint_fields(obj: Any, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """A cache-key part generated from a dataclass: every field but `exclude` (so a new field is keyed unless it is
+    declared irrelevant). Dataclass values recurse; objects with `describe()` give it; arrays, tensors, lists and
+    tuples give the sha256 of their contents; other values stay as they are."""
+    return {f.name: _key_value(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in exclude}
+
+
+def _key_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return fingerprint_fields(value)
+    if hasattr(value, "describe"):
+        return value.describe()
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        return "sha256:" + hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+    if isinstance(value, (list, tuple)):
+        return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+    return value
 
 
 def cache_key(spec: dict[str, Any]) -> str:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Protocol
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, ClassVar, Iterable, Iterator, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .attention import calip_terms
 from .backbone import CLIPBackbone
-from .cache import FeatureCache, default_cache_dir
+from .cache import FeatureCache, default_cache_dir, fingerprint_fields
 from .errors import CalipError, check_at_least
 from .presets import CALIP_TEMPERATURE
 
@@ -30,12 +30,13 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs [B, 3, S, S] o
 
 class EncodedBatch(NamedTuple):
     """One encoded batch: global `[B, D]` or `[B, V, D]`, spatial `[B, T, D]` or `[B, V, T, D]`, labels and dataset
-    indices `[B]`."""
+    indices `[B]`, and the global features' norms before normalisation `[B]` or `[B, V]`."""
 
     global_feats: torch.Tensor
     spatial_feats: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
+    global_norms: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,12 @@ class Loading:
     skip_bad_files: bool = False
     pin_memory: bool = False
 
+    NOT_IN_KEY: ClassVar[frozenset[str]] = frozenset({"batch_size", "workers", "device", "pin_memory"})
+
     def fingerprint(self) -> dict[str, Any]:
-        """The settings that change what the backbone sees (batching and devices do not)."""
-        return {"transform": repr(self.transform), "skip_bad_files": self.skip_bad_files,
-                "projector": self.projector.describe() if self.projector is not None else None}
+        """Every setting but `NOT_IN_KEY` (batching, processes and devices change how, not what, the backbone sees):
+        the transform (its repr), the projector (`describe()`), the augmentation size, bad-file skipping."""
+        return fingerprint_fields(self, self.NOT_IN_KEY)
 
 
 class Encodable(Protocol):
@@ -99,19 +102,29 @@ class Terms:
 
 @dataclass
 class Tokens:
-    """Encoded items for few-shot work: `global_feats` float32 `[N, (V,) D]`, `spatial_feats` float16
-    `[N, (V,) T, D]`, `labels` and dataset `indices` `[N]` int64."""
+    """Encoded items for few-shot work: `global_feats` float32 `[N, (V,) D]` (L2-normalised), `spatial_feats` float16
+    `[N, (V,) T, D]`, `labels` and dataset `indices` `[N]` int64, `global_norms` float32 `[N, (V)]` (the raw CLIP
+    feature is `global_feats * global_norms[..., None]`)."""
 
     global_feats: torch.Tensor
     spatial_feats: torch.Tensor
     labels: torch.Tensor
     indices: torch.Tensor
+    global_norms: torch.Tensor
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name) for name in ("global_feats", "spatial_feats", "labels", "indices")}
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def raw_global(self) -> torch.Tensor:
+        """CLIP's unnormalised global features `[N, (V,) D]`."""
+        return self.global_feats * self.global_norms.unsqueeze(-1)
+
+    def subset(self, rows: torch.Tensor | list[int]) -> "Tokens":
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return Tokens(**{k: v[rows] for k, v in self.tensors().items()})
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> "Tokens":
@@ -125,7 +138,7 @@ class Tokens:
         """Slices of `size` rows as encoded batches (spatial tokens back in float32)."""
         for i in range(0, len(self), size):
             yield EncodedBatch(self.global_feats[i:i + size], self.spatial_feats[i:i + size].float(),
-                               self.labels[i:i + size], self.indices[i:i + size])
+                               self.labels[i:i + size], self.indices[i:i + size], self.global_norms[i:i + size])
 
 
 def encode_batches(backbone: CLIPBackbone, batches: Iterable[Batch]) -> Iterator[EncodedBatch]:
@@ -135,11 +148,12 @@ def encode_batches(backbone: CLIPBackbone, batches: Iterable[Batch]) -> Iterator
         if inputs.shape[0] == 0:
             continue
         views = inputs.shape[1] if inputs.ndim == 5 else None
-        glob, spatial = backbone.encode_image(inputs.flatten(0, 1) if views else inputs)
+        glob, spatial, norms = backbone.encode_image_norms(inputs.flatten(0, 1) if views else inputs)
         if views:
             glob = glob.view(inputs.shape[0], views, -1)
             spatial = spatial.view(inputs.shape[0], views, *spatial.shape[1:])
-        yield EncodedBatch(glob, spatial, torch.as_tensor(labels).long(), torch.as_tensor(indices).long())
+            norms = norms.view(inputs.shape[0], views)
+        yield EncodedBatch(glob, spatial, torch.as_tensor(labels).long(), torch.as_tensor(indices).long(), norms)
 
 
 Reduce = Callable[[EncodedBatch], dict[str, torch.Tensor]]
@@ -188,7 +202,8 @@ def extract_tokens(backbone: CLIPBackbone, batches: Iterable[Batch], total: int 
     """Global (float32) and spatial (float16) tokens of every batch."""
 
     def reduce(batch: EncodedBatch) -> dict[str, torch.Tensor]:
-        return {"global_feats": batch.global_feats.float(), "spatial_feats": batch.spatial_feats.half()}
+        return {"global_feats": batch.global_feats.float(), "spatial_feats": batch.spatial_feats.half(),
+                "global_norms": batch.global_norms.float()}
 
     return Tokens.from_tensors(collect(encode_batches(backbone, batches), reduce, total, desc))
 
@@ -216,19 +231,25 @@ class Encoder:
     temperature: float
     cache: FeatureCache
 
-    def _spec(self, kind: str, split: Encodable, **extra: Any) -> dict[str, Any]:
-        return {"kind": kind, "backbone": self.backbone.info.as_dict(), "precision": self.backbone.precision,
-                "data": split.fingerprint(), "inputs": self.loading.fingerprint(), **extra}
+    def spec(self, kind: str, split: Encodable, **extra: Any) -> dict[str, Any]:
+        """The cache spec of `kind` ("terms" or "tokens") for `split`: the stored tensors' names, the backbone (every
+        `BackboneInfo` field, weights id or digest included) and its precision, the data (`split.fingerprint()`),
+        the loading (`Loading.fingerprint()`) and `extra` (terms: temperature, prompts and the text features'
+        digest; tokens come before the attention and the text, so those stay out of their key)."""
+        stored = [f.name for f in fields(Terms if kind == "terms" else Tokens)]
+        return {"kind": kind, "stored": stored, "backbone": self.backbone.info.as_dict(),
+                "precision": self.backbone.precision, "data": split.fingerprint(), "inputs": self.loading.fingerprint(),
+                **extra}
 
     def terms(self, split: Encodable, text: torch.Tensor, prompts: str, desc: str) -> Terms:
         """CALIP terms of `split` for the class `text` features `[K, D]` (described by `prompts`)."""
-        spec = self._spec("terms", split, temperature=self.temperature, prompts=prompts, text=digest_tensor(text))
+        spec = self.spec("terms", split, temperature=self.temperature, prompts=prompts, text=digest_tensor(text))
         return self.cache.get_or_compute(spec, lambda: extract_terms(
             self.backbone, split.batches(self.loading), text, self.temperature, len(split), desc), Terms, desc)
 
     def tokens(self, split: Encodable, desc: str) -> Tokens:
         """Global and spatial tokens of `split`."""
-        return self.cache.get_or_compute(self._spec("tokens", split), lambda: extract_tokens(
+        return self.cache.get_or_compute(self.spec("tokens", split), lambda: extract_tokens(
             self.backbone, split.batches(self.loading), len(split), desc), Tokens, desc)
 
 

@@ -7,6 +7,8 @@ values are keyed by calip3d's dataset names; `calip3d.datasets.registry` exposes
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import NamedTuple
 
 # ------------------------------------------------------------------------------------------- CALIP's scoring
 
@@ -79,8 +81,6 @@ def beta_search_range(dataset: str) -> tuple[float, float]:
 # Every paper here used OpenAI's CLIP weights (open_clip tag `openai`). Backbones use open_clip's names.
 # Where one (dataset, method, backbone, setting) has two published values, the first listed is the primary source
 # and is the one `calip3d.reference` compares against.
-
-from dataclasses import dataclass  # noqa: E402 (this section is appended to the file)
 
 
 @dataclass(frozen=True)
@@ -188,3 +188,44 @@ PUBLISHED_RESULTS: tuple[PublishedResult, ...] = _published()
 def published_results(dataset: str) -> list[PublishedResult]:
     """Every published number for `dataset` (a calip3d dataset key), primary sources first."""
     return [r for r in PUBLISHED_RESULTS if r.dataset == dataset]
+
+# ------------------------------------------------------------------------------------ few-shot baselines, released
+
+
+class TipAdapterRelease(NamedTuple):
+    """One `configs/<dataset>.yaml` of Tip-Adapter (gaopengcuhk/Tip-Adapter): the search grids' upper bounds
+    `search_scale` (beta, alpha) and steps, the initial beta and alpha (Tip-Adapter-F trains with them), its
+    training epochs and the augmented passes averaged into the cache keys (`augment_epoch`)."""
+
+    search_scale: tuple[float, float]
+    search_steps: tuple[int, int]
+    init_beta: float
+    init_alpha: float
+    train_epochs: int
+    augment_epochs: int
+
+
+# Keyed by calip3d's dataset names. imagenet, oxford_pets, dtd, eurosat, fgvc_aircraft: the upstream files
+# (gaopengcuhk/Tip-Adapter configs/*.yaml, commit 4e29134); the other six as found in unmodified forks of it
+# (OE-Heart/Tip-Adapter bf8fb37, each cross-checked against HiromasaYamsnishi/tip_adapter or quas-modo/Tip-Adapter).
+TIP_ADAPTER_RELEASED: dict[str, TipAdapterRelease] = {
+    "imagenet": TipAdapterRelease((7, 3), (200, 20), 1, 1.17, 20, 10),
+    "caltech101": TipAdapterRelease((12, 5), (200, 20), 1, 3, 20, 10),
+    "oxford_pets": TipAdapterRelease((7, 3), (200, 20), 1, 1.17, 20, 10),
+    "stanford_cars": TipAdapterRelease((20, 10), (200, 20), 1, 3, 20, 10),
+    "oxford_flowers": TipAdapterRelease((50, 50), (200, 20), 1, 10, 20, 10),
+    "food101": TipAdapterRelease((10, 10), (200, 20), 1, 1.17, 20, 10),
+    "fgvc_aircraft": TipAdapterRelease((30, 30), (200, 20), 1, 5, 20, 10),
+    "sun397": TipAdapterRelease((12, 10), (200, 20), 1, 1.17, 20, 10),
+    "dtd": TipAdapterRelease((13, 13), (200, 20), 1, 2, 20, 10),
+    "eurosat": TipAdapterRelease((12, 10), (200, 20), 1, 2, 100, 10),
+    "ucf101": TipAdapterRelease((7, 3), (200, 20), 1, 3, 20, 10),
+}
+TIP_ADAPTER_SOURCE = "gaopengcuhk/Tip-Adapter configs/{}.yaml"
+# Point clouds have no Tip-Adapter release: its ImageNet config (the widest-used one) stands in.
+TIP_ADAPTER_FALLBACK = "imagenet"
+
+# PointCLIP's few-shot number to compare a release-protocol run with: 16-shot ModelNet40 (RN101, 10 views), the
+# adapter without the view-weight post-search: the released checkpoint "will produce 86.71%" (README; Figure 5's
+# 16-shot point). The text's 87.20 adds the post-search, which searches view weights on the test set.
+POINTCLIP_FS_ADAPTER_TOP1 = 86.71

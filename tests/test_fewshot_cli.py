@@ -1,4 +1,4 @@
-"""The few-shot protocol and `python -m calip3d.fewshot` end to end with a tiny model (1 shot, 2 epochs)."""
+"""The few-shot protocol and `python -m calip3d.fewshot` end to end with varied tiny models (1 shot, 2 epochs)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from calip3d.errors import CalipError
 from calip3d.cli.fewshot import main as fewshot_main
@@ -19,23 +20,30 @@ from tiny_models import write_tiny
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return write_tiny(tmp_path_factory.mktemp("tinyfs"), "resnet", seed=4)
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small matrices: one thread avoids oversubscription on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
-def test_sampler_is_class_balanced_deterministic_and_replaces_only_when_short():
-    labels = np.array([0] * 10 + [1] * 3 + [2] * 7 + [4] * 5)  # class 3 has no item
-    a = sample_per_class(labels, 4, seed=1, num_classes=5)
-    b = sample_per_class(labels, 4, seed=1, num_classes=5)
-    c = sample_per_class(labels, 4, seed=2, num_classes=5)
+@pytest.mark.parametrize("short_classes", ["keep", "repeat"])
+def test_sampler_is_class_balanced_deterministic_and_handles_short_classes(short_classes):
+    labels = np.array([0] * 10 + [1] * 3 + [2] * 7 + [4] * 5)  # class 1 is short, class 3 has no item
+    a = sample_per_class(labels, 4, seed=1, num_classes=5, short_classes=short_classes)
+    b = sample_per_class(labels, 4, seed=1, num_classes=5, short_classes=short_classes)
+    c = sample_per_class(labels, 4, seed=2, num_classes=5, short_classes=short_classes)
     assert a.indices == b.indices and a.indices != c.indices
     counts = np.bincount(labels[a.indices], minlength=5)
-    assert counts.tolist() == [4, 4, 4, 0, 4]
-    assert a.with_replacement == [1] and a.empty == [3]
+    assert counts.tolist() == [4, 4 if short_classes == "repeat" else 3, 4, 0, 4]
+    assert a.short == [1] and a.empty == [3] and a.short_classes == short_classes
     for cls in (0, 2, 4):  # enough items: no repeats
         picked = [i for i in a.indices if labels[i] == cls]
         assert len(set(picked)) == 4
+    if short_classes == "keep":  # CoOp: every item of the short class, each once
+        assert sorted(i for i in a.indices if labels[i] == 1) == [10, 11, 12]
     excluded = sample_per_class(labels, 2, seed=1, num_classes=5, exclude=set(a.indices))
     assert not set(excluded.indices) & set(a.indices)
 
@@ -55,16 +63,30 @@ def test_split_saved_and_reloaded(tmp_path):
     other_items = draw_split("toy", names, labels, [f"x{i}" for i in range(40)], shots=4, seed=3)
     with pytest.raises(CalipError, match="does not match"):
         get_split(path, other_items)
+    with pytest.raises(CalipError, match="short_classes differs"):
+        get_split(path, draw_split("toy", names, labels, ids, shots=4, seed=3, short_classes="repeat"))
 
 
 def _argv(tiny, root, tmp_path, dataset, *extra):
     return ["--dataset", dataset, "--data-root", str(root), "--backbone", str(tiny[0]), "--pretrained", str(tiny[1]),
-            "--shots", "1", "--epochs", "2", "--seed", "1", "--split-dir", str(tmp_path / "splits"),
+            "--shots", "1", "--epochs", "2", "--augment", "1", "--seed", "1", "--split-dir", str(tmp_path / "splits"),
             "--output", str(tmp_path / "out.json"), "--checkpoint", str(tmp_path / "ck.pt"), "--workers", "0",
             *extra]
 
 
-def test_caltech101_calip_fs_end_to_end_and_checkpoint_round_trip(tiny, caltech_root, tmp_path):
+def test_limit_spreads_over_the_class_sorted_test_split(caltech_root):
+    from calip3d.fewshot.config import FewShotConfig
+    from calip3d.fewshot.pipeline import FewShotData
+
+    data = FewShotData.load(FewShotConfig("caltech101", str(caltech_root)))
+    limited = data.test_split(50)
+    assert len(limited) == 50 and len(set(limited.labels.tolist())) >= 30  # the first 50 items: 1 class
+    assert limited.items[0] == data.test.items[0] and limited.items[-1] == data.test.items[-1]
+    assert data.test_split(None) is data.test and data.test_split(10 ** 6) is data.test
+
+
+def test_caltech101_calip_fs_end_to_end_and_checkpoint_round_trip(varied_images, caltech_root, tmp_path):
+    tiny = varied_images
     proc = subprocess.run([sys.executable, "-m", "calip3d.fewshot",
                            *_argv(tiny, caltech_root, tmp_path, "caltech101", "--limit", "40")],
                           capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -73,6 +95,7 @@ def test_caltech101_calip_fs_end_to_end_and_checkpoint_round_trip(tiny, caltech_
     split = json.loads((tmp_path / "splits" / "caltech101_shot1_seed1.json").read_text())
     assert len(split["train"]) == 100 and len(split["val"]) == 100 and split["val_source"] == "val"
     assert result["method"] == "calip-fs" and result["num_samples"] == 40
+    assert result["protocol"] == "honest" and not result["oracle"]
     assert [h["epoch"] for h in result["history"]][-2:] == [1, 2]
     assert result["hyperparameters"]["epochs"] == 2 and result["val_top1"] is not None
     assert "clip" in result["zero_shot_reference"] and result["split_file"].endswith("caltech101_shot1_seed1.json")
@@ -84,13 +107,14 @@ def test_caltech101_calip_fs_end_to_end_and_checkpoint_round_trip(tiny, caltech_
     assert evaluated["test"] == result["test"]
 
 
-def test_modelnet40_methods_and_mismatched_checkpoint(tiny, modelnet_h5_dir, tmp_path):
+def test_modelnet40_methods_and_mismatched_checkpoint(varied_points, modelnet_h5_dir, tmp_path):
+    tiny = varied_points
     root = modelnet_h5_dir.parent
     assert fewshot_main(_argv(tiny, root, tmp_path, "modelnet40")) == 0
     first = json.loads((tmp_path / "out.json").read_text())
     assert first["provenance"]["projector"]["num_views"] == 10
     assert first["provenance"]["templates"].startswith("pointclip-fs")
-    assert "door" in first["split"]["empty"]
+    assert "door" in first["split"]["empty"] and first["split"]["short_classes"] == "keep"
 
     # same seed, same numbers
     assert fewshot_main(_argv(tiny, root, tmp_path, "modelnet40", "--output", str(tmp_path / "again.json"),
@@ -118,18 +142,20 @@ def test_modelnet40_methods_and_mismatched_checkpoint(tiny, modelnet_h5_dir, tmp
         fewshot_main(_argv(other, root, tmp_path, "modelnet40", "--eval-only"))
 
 
-def test_pointclip_adapter_needs_3d(tiny, caltech_root, tmp_path):
+def test_pointclip_adapter_needs_3d(varied_images, caltech_root, tmp_path):
+    tiny = varied_images
     with pytest.raises(CalipError, match="3D"):
         fewshot_main(_argv(tiny, caltech_root, tmp_path, "caltech101", "--method", "pointclip-adapter",
                            "--limit", "5"))
 
 
-def test_sweep_writes_table_and_plot(tiny, modelnet_h5_dir, tmp_path):
+def test_sweep_writes_table_and_plot(varied_points, modelnet_h5_dir, tmp_path):
+    tiny = varied_points
     proc = subprocess.run(
         [sys.executable, "experiments/fewshot_sweep.py", "--datasets", "modelnet40", "--shots", "1", "--seeds", "1",
          "2", "--methods", "zero-shot", "tip-adapter", "--out-dir", str(tmp_path / "sweep"), "--",
          "--data-root", str(modelnet_h5_dir.parent), "--backbone", str(tiny[0]), "--pretrained", str(tiny[1]),
-         "--views", "6"],
+         "--views", "6", "--augment", "1"],
         capture_output=True, text=True, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "sweep" / "summary.json").read_text())
@@ -139,6 +165,7 @@ def test_sweep_writes_table_and_plot(tiny, modelnet_h5_dir, tmp_path):
     assert row["mean_top1"] == pytest.approx(sum(runs) / 2)
     assert (tmp_path / "sweep" / "summary.csv").read_text().startswith("dataset,method,shots")
     assert (tmp_path / "sweep" / "accuracy_vs_shots.png").read_bytes()[:4] == b"\x89PNG"
-    # the test split is encoded once, the train and val shots once per seed, whatever the number of methods
-    assert len(list((tmp_path / "sweep" / "tokens").glob("tokens-*.pt"))) == 1 + 2 * 2
+    # the test split is encoded once, the train and val shots and the augmented copy once per seed, whatever the
+    # number of methods
+    assert len(list((tmp_path / "sweep" / "tokens").glob("tokens-*.pt"))) == 1 + 2 * 3
     assert proc.stderr.count("writing tokens of the test split to the cache") == 1

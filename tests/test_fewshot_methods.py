@@ -223,7 +223,8 @@ def test_tip_adapter_f_learns_keys_and_keeps_best_on_val():
     noise = 0.05 * torch.randn(glob.shape, generator=torch.Generator().manual_seed(0))
     augmented = torch.stack([glob, F.normalize(glob + noise, dim=-1)])  # [A=2, M, D] augmented copies
     tip = TipAdapterF(alpha=10.0, alpha_scale=30, beta_scale=13, beta_steps=10, alpha_steps=5)
-    tip.fit(augmented, labels, text, vglob, vlabels, train=replace(TipAdapterF.TRAIN, epochs=10, lr=1e-2, batch_size=8))
+    tip.fit(augmented, labels, text, select=(vglob, vlabels), search=(vglob, vlabels),
+            train=replace(TipAdapterF.TRAIN, epochs=10, lr=1e-2, batch_size=8))
     result = tip.train_result
     accs = [r.val_acc for r in result.history]
     assert result.best_epoch == accs.index(max(accs)) > 0 and max(accs) > accs[0]
@@ -296,3 +297,101 @@ def test_pointclip_adapter_training_lowers_the_loss():
     assert result.history[-1].loss < result.history[1].loss
     assert adapter.logits(vglob).shape == (vglob.shape[0], K)
     assert topk_accuracy(adapter.logits(vglob), vlabels) == result.best_val_acc
+
+
+# ------------------------------------------------------------------------------------------------ release details
+
+
+class _RowRecorder(torch.nn.Module):
+    """Logits from a linear layer; records which rows (their first feature: the row id) each training step saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 3)
+        self.seen: list[list[int]] = []
+
+    def forward(self, feats: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.seen.append(sorted(int(v) for v in feats[:, 0]))
+        return self.layer(feats)
+
+
+def test_cycled_copies_train_one_copy_per_epoch_in_order():
+    """3 copies of 4 items, 5 epochs, batch 4: epoch e sees exactly copy (e - 1) mod 3."""
+    rows = torch.stack([torch.arange(12.0), torch.zeros(12)], dim=1)
+    labels = torch.tensor([0, 1, 2, 0]).repeat(3)
+    module = _RowRecorder()
+    result = train_classifier(module, rows, labels, None, None, torch.zeros(3, 2),
+                              TrainConfig(epochs=5, batch_size=4), progress=False, copies=3)
+    assert module.seen == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11], [0, 1, 2, 3], [4, 5, 6, 7]]
+    assert len(result.history) == 6
+    with pytest.raises(CalipError, match="copies"):
+        train_classifier(_RowRecorder(), rows[:11], labels[:11], None, None, torch.zeros(3, 2), TrainConfig(epochs=1),
+                         progress=False, copies=3)
+
+
+def _scripted_probe(correct_by_log_c: dict[float, int], choose: str) -> LinearProbe:
+    """A probe whose fit for C predicts one class j for every val sample, where class j is right on j of the 10 val
+    samples: the val accuracy of each C is scripted (log10 C rounded to 2 places -> correct count; else 0)."""
+    val_labels = torch.tensor([c for c in range(5) for _ in range(c)])  # class c appears c times: 0+1+2+3+4 = 10
+
+    class Scripted(LinearProbe):
+        def _fit_c(self, x, y, k, c):
+            j = correct_by_log_c.get(round(math.log10(c), 2), 0)
+            return torch.zeros(k, x.shape[1], dtype=torch.float64), F.one_hot(torch.tensor(j), k).double()
+
+    return Scripted(refine_steps=3, normalize=False, choose=choose).fit(
+        torch.randn(5, 4), torch.arange(5), torch.randn(10, 4), val_labels, num_classes=5)
+
+
+def test_linear_probe_keeps_the_best_c_or_the_last_bisection_winner():
+    """Grid peak C = 1e2; bisection in [1e1, 1e3]: 1e3 wins step 1 (4 correct, the best), 1e3 wins step 2, and step
+    3 ties 10^2.5 with 1e3, so the left end wins: "best" keeps 1e3, CoOp's "last" keeps 10^2.5."""
+    script = {2.0: 3, 1.0: 1, 3.0: 4, 2.5: 4}
+    best, last = (_scripted_probe(script, choose) for choose in ("best", "last"))
+    tried = [round(math.log10(c), 2) for c, _ in best.search_history]
+    assert tried == [6.0, 4.0, 2.0, 0.0, -2.0, -4.0, -6.0, 1.0, 3.0, 2.5]
+    assert math.isclose(math.log10(best.C), 3.0) and math.isclose(math.log10(last.C), 2.5)
+    assert best.search_history == last.search_history
+
+
+def test_tip_adapter_cache_is_the_mean_of_raw_copies_normalised_once():
+    """Images: the keys average the augmented copies' raw CLIP features (not their normalised features) and
+    normalise once, as Tip-Adapter's build_cache_model does; the clean shots are not in the mean."""
+    from calip3d.encoding import Tokens
+    from calip3d.fewshot.methods import FitData, MethodSettings, TipAdapterMethod
+    from calip3d.fewshot.selection import VAL_SHOTS, Selection
+
+    g = torch.Generator().manual_seed(0)
+
+    def tokens(scale: float) -> Tokens:
+        glob = F.normalize(torch.randn(K, D, generator=g), dim=-1)
+        return Tokens(glob, torch.zeros(K, 1, D).half(), torch.arange(K), torch.arange(K), torch.full((K,), scale))
+
+    shots, copies = tokens(1.0), [tokens(1.0), tokens(9.0)]
+    settings = MethodSettings("caltech101", "honest", True, (1.0, 1.0, 1.0), Selection("betas", "given", ""), 0.5,
+                              1, "cpu", augment=2)
+    method = TipAdapterMethod(settings, None)
+    method.fit(FitData(shots, copies, TEXT, {VAL_SHOTS: tokens(1.0)}))
+    raw_mean = (copies[0].global_feats * 1.0 + copies[1].global_feats * 9.0) / 2
+    torch.testing.assert_close(method.model.keys, F.normalize(raw_mean, dim=-1))
+    hp = method.hyperparameters()
+    assert (hp["augment"], hp["search_scale"], hp["init_alpha"]) == (2, [12, 5], 3)
+
+
+def test_stored_norms_give_back_clip_raw_image_features():
+    """`Tokens.raw_global()` (normalised global x stored norm) equals open_clip's unnormalised `encode_image`, per
+    image and, for point clouds, per view."""
+    from calip3d.backbone import CLIPBackbone
+    from calip3d.encoding import extract_tokens
+    from tiny_models import build_varied
+
+    model = build_varied(2)
+    images = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    backbone = CLIPBackbone(model)
+    flat = extract_tokens(backbone, [(images, torch.zeros(6), torch.arange(6))], 6)
+    views = extract_tokens(backbone, [(images.view(2, 3, 3, 64, 64), torch.zeros(2), torch.arange(2))], 2)
+    with torch.no_grad():
+        expected = model.encode_image(images)
+    torch.testing.assert_close(flat.raw_global(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(views.raw_global(), expected.view(2, 3, -1), rtol=1e-4, atol=1e-5)

@@ -379,3 +379,35 @@ def test_realistic_densify_and_smooth_equal_torch_pooling_and_convolution(pool, 
     assert torch.equal(proj.densify(grid), pooled.view(*grid.shape[:2], *pooled.shape[-3:]))
     conv = F.conv3d(flat, proj.gaussian_kernel()[None, None], padding=(1, 1, 1))
     torch.testing.assert_close(proj.smooth(grid), conv.view(*grid.shape[:2], *conv.shape[-3:]), atol=1e-6, rtol=1e-6)
+
+
+def test_realistic_six_view_subset_against_a_transcription_of_v2s_view_list():
+    """PointCLIP V2's `Realistic_Projection` (zeroshot_cls/trainers/mv_utils_zs.py), transcribed here on its own:
+    10 rows of (Euler angles, translation) and 10 tilt rows; a point becomes p @ R1^T @ R2^T - t with
+    R = X(x) Y(y) Z(z). Our 6-view subset must be its rows 4..9 (the axis-aligned side views, then top and bottom),
+    tilts included, in that order."""
+    pi, trans = np.pi, -1.5
+    v2_views = [[[1 * pi / 4, 0, pi / 2], [-0.5, -0.5, trans]], [[3 * pi / 4, 0, pi / 2], [-0.5, -0.5, trans]],
+                [[5 * pi / 4, 0, pi / 2], [-0.5, -0.5, trans]], [[7 * pi / 4, 0, pi / 2], [-0.5, -0.5, trans]],
+                [[0 * pi / 2, 0, pi / 2], [-0.5, -0.5, trans]], [[1 * pi / 2, 0, pi / 2], [-0.5, -0.5, trans]],
+                [[2 * pi / 2, 0, pi / 2], [-0.5, -0.5, trans]], [[3 * pi / 2, 0, pi / 2], [-0.5, -0.5, trans]],
+                [[0, -pi / 2, pi / 2], [-0.5, -0.5, trans]], [[0, pi / 2, pi / 2], [-0.5, -0.5, trans]]]
+    v2_tilts = [[0, pi / 9, 0]] * 8 + [[0, pi / 15, 0]] * 2
+
+    def euler(x: float, y: float, z: float) -> np.ndarray:
+        cx, sx, cy, sy, cz, sz = np.cos(x), np.sin(x), np.cos(y), np.sin(y), np.cos(z), np.sin(z)
+        rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+        ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+        rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+        return rx @ ry @ rz
+
+    points = np.random.default_rng(0).uniform(-1, 1, size=(1, 50, 3))
+    six = RealisticProjector(views=6)
+    assert six.num_views == 6 and list(six.view_names) == ["front", "right", "back", "left", "top", "bottom"]
+    ours = six.camera_points(torch.tensor(points, dtype=torch.float64))[0].numpy()
+    for ours_view, row in zip(ours, range(4, 10)):
+        (angles, translation), tilt = v2_views[row], v2_tilts[row]
+        expected = points[0] @ euler(*angles).T @ euler(*tilt).T - np.array(translation)
+        np.testing.assert_allclose(ours_view, expected, atol=1e-9)
+    ten = RealisticProjector(views=10).camera_points(torch.tensor(points, dtype=torch.float64))[0].numpy()
+    np.testing.assert_allclose(ten[4:], ours, atol=1e-12)

@@ -237,3 +237,50 @@ def test_integer_term_arrays_are_accepted() -> None:
     clip = np.array([[3, 1], [0, 2]], dtype=np.int64)
     result = search_betas(clip, clip, clip, np.array([0, 0]), steps=2)
     assert result.accuracy == 50.0
+
+
+# ------------------------------------------------------------------------------------------------ tie rules
+
+
+def test_coordinate_ascent_moves_only_on_strict_improvement_and_to_the_first_best_value() -> None:
+    """Two views, one image, two classes: the true class wins iff w0 * 1 + w1 * (-1) > 0, i.e. iff w0 > w1. From
+    the start (all = max(grid) = 1.0: a tie, wrong) view 0 cannot improve (w0 <= 1.0); view 1 improves with any
+    w1 < 1.0, and the first best value of the grid, 0.25, is taken. A second image that every weighting gets right
+    keeps the counts apart from zero."""
+    per_view = torch.tensor([[[1.0, 0.0], [-1.0, 0.0]], [[1.0, 0.0], [1.0, 0.0]]])
+    labels = torch.tensor([0, 0])
+    result = search_view_weights(per_view, labels, GRID, method="coordinate")
+    assert result.weights == (1.0, 0.25) and result.accuracy == 100.0
+    # all weightings tie: nothing moves from the start (a non-strict move would walk to the grid's first value)
+    flat = torch.zeros(3, 2, 2)
+    flat[:, :, 0] = 1.0
+    tied = search_view_weights(flat, torch.zeros(3, dtype=torch.long), GRID, method="coordinate", restarts=3, seed=1)
+    assert tied.weights == (1.0, 1.0) and tied.accuracy == 100.0  # the first start wins ties among starts
+    assert search_view_weights(flat, torch.zeros(3, dtype=torch.long), GRID, method="exhaustive").weights == \
+        (0.25, 0.25)  # exhaustive: the first weighting in product order
+
+
+def test_joint_search_keeps_the_earliest_round_on_ties(monkeypatch) -> None:
+    """Rounds scripted to reach 50%, 50% (other weights and betas), then 25%: the first round's choice wins; the
+    betas of each round are searched on the terms aggregated with the previous round's weights."""
+    import calip3d.search as search
+
+    seen_weights, rounds = [], iter([((0.5, 1.0), 50.0), ((1.0, 0.5), 50.0), ((0.25, 0.25), 25.0)])
+    betas = iter([(0.2, 0.01), (0.4, 0.02), (0.6, 0.03)])
+
+    def fake_betas(clip, vg, tb, labels, **kw):
+        seen_weights.append(round(float(clip[0, 0]), 6))
+        b2, b3 = next(betas)
+        return search.BetaSearchResult(0.0, b2, b3, 0, 0, (), ())
+
+    def fake_views(combined, labels, grid, method):
+        weights, accuracy = next(rounds)
+        return search.ViewWeightResult(accuracy, weights, "exhaustive", 1)
+
+    monkeypatch.setattr(search, "search_betas", fake_betas)
+    monkeypatch.setattr(search, "search_view_weights", fake_views)
+    clip = torch.ones(2, 2, 3)
+    result = search.search_joint(clip, clip, clip, torch.zeros(2, dtype=torch.long), grid=GRID, rounds=3)
+    assert result.history == (50.0, 50.0, 25.0)
+    assert (result.weights, result.beta2, result.beta3, result.accuracy) == ((0.5, 1.0), 0.2, 0.01, 50.0)
+    assert seen_weights == [2.0, 1.5, 1.5]  # uniform 1.0 + 1.0, then round 1's 0.5 + 1.0, round 2's 1.0 + 0.5

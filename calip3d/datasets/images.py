@@ -17,7 +17,6 @@ Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from calip3d.cache import fingerprint_fields
 from calip3d.encoding import Batch, Loading
 from calip3d.errors import CalipError
 
@@ -52,11 +52,22 @@ class ImageDatasetSpec:
     classname_map: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ImageAugment:
+    """The random augmentation of train images (Tip-Adapter's `train_tranform`, CoOp's few-shot one): a random
+    resized crop covering `scale` of the image (aspect ratios 3/4 .. 4/3, bicubic), a horizontal flip with
+    probability `flip`, then the model's own normalisation."""
+
+    scale: tuple[float, float] = (0.5, 1.0)
+    flip: float = 0.5
+    interpolation: str = "bicubic"
+
+
 @dataclass
 class ImageSplit:
     """One split: `items` are (absolute image path, label); `classnames[label]` names the class; `source` is the
-    json/txt file the split came from. `augment_seed` set: images are loaded through a random augmentation drawn
-    with that seed (see `augmented`)."""
+    json/txt file the split came from. `augment_seed` set: images are loaded through `augmentation` drawn with that
+    seed (see `augmented`)."""
 
     name: str
     split: str
@@ -64,6 +75,7 @@ class ImageSplit:
     items: list[tuple[str, int]]
     source: str
     augment_seed: int | None = None
+    augmentation: ImageAugment | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -82,21 +94,20 @@ class ImageSplit:
         """The items at `indices`, in that order."""
         return replace(self, items=[self.items[int(i)] for i in indices])
 
-    def augmented(self, seed: int) -> "ImageSplit":
-        """The same items, loaded through a random resized crop and flip drawn with `seed`."""
-        return replace(self, augment_seed=int(seed))
+    def augmented(self, seed: int, augmentation: ImageAugment = ImageAugment()) -> "ImageSplit":
+        """The same items, loaded through `augmentation` drawn with `seed`."""
+        return replace(self, augment_seed=int(seed), augmentation=augmentation)
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything about the data that changes its encoding (for cache keys)."""
-        digest = hashlib.sha256("\n".join(f"{p}\t{y}" for p, y in self.items).encode()).hexdigest()
-        return {"dataset": self.name, "split": self.split, "source": self.source, "items": digest,
-                "augment_seed": self.augment_seed}
+        """Every field (for cache keys): the items' digest (paths and labels), the source, the augmentation and its
+        seed."""
+        return fingerprint_fields(self)
 
     def batches(self, loading: Loading) -> Iterator[Batch]:
         """`(images [B, 3, S, S], labels [B], indices [B])`, read by `loading.workers` processes."""
         transform = loading.transform
         if self.augment_seed is not None:
-            transform = augmented_image_transform(transform, loading.image_size)
+            transform = augmented_image_transform(transform, loading.image_size, self.augmentation or ImageAugment())
         return image_batches(self.items, transform, loading.batch_size, loading.workers, loading.skip_bad_files,
                              self.augment_seed, loading.pin_memory)
 
@@ -407,12 +418,12 @@ def image_batches(items: Sequence[tuple[str, int]], transform: Callable, batch_s
     return iter(loader)
 
 
-def augmented_image_transform(val_transform: Any, size: int) -> Callable:
-    """Random resized crop (scale 0.5-1) and horizontal flip, then the model's own normalisation."""
+def augmented_image_transform(val_transform: Any, size: int, augmentation: ImageAugment = ImageAugment()) -> Callable:
+    """`augmentation` at `size` pixels, then the model's own normalisation (taken from `val_transform`)."""
     from torchvision import transforms as T
 
     normalize = next(t for t in val_transform.transforms if isinstance(t, T.Normalize))
     return T.Compose([
-        T.RandomResizedCrop(size, scale=(0.5, 1.0), interpolation=T.InterpolationMode.BICUBIC),
-        T.RandomHorizontalFlip(), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), normalize,
+        T.RandomResizedCrop(size, scale=augmentation.scale, interpolation=T.InterpolationMode(augmentation.interpolation)),
+        T.RandomHorizontalFlip(augmentation.flip), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(), normalize,
     ])

@@ -18,7 +18,6 @@ exact inputs).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
+from calip3d.cache import fingerprint_fields
 from calip3d.encoding import Batch, Loading, point_batches
 from calip3d.errors import CalipError
 from calip3d.io import check_points, read_text_array
@@ -137,11 +137,9 @@ class PointSplit:
         return replace(self, points=augment_points(self.points, seed), augment_seed=int(seed))
 
     def fingerprint(self) -> dict[str, Any]:
-        """Everything about the data that changes its encoding (for cache keys)."""
-        digest = hashlib.sha256(np.ascontiguousarray(self.points).tobytes()).hexdigest()
-        return {"dataset": self.name, "split": self.split, "source": self.source, "settings": self.settings,
-                "points": digest, "labels": hashlib.sha256(np.ascontiguousarray(self.labels).tobytes()).hexdigest(),
-                "augment_seed": self.augment_seed}
+        """Every field (for cache keys): the points' and labels' digests, the `PointSettings` used, the source and
+        the augmentation seed (the augmented points are in the digest too)."""
+        return fingerprint_fields(self)
 
     def batches(self, loading: Loading) -> Iterator[Batch]:
         """`(views [B, V, 3, S, S], labels [B], indices [B])`, projected by `loading.projector`."""

@@ -1,7 +1,10 @@
 """Few-shot classification on frozen CLIP features: CoOp's protocol, CALIP-FS and the baselines behind one method
-registry, training and checkpoints, and `run_fewshot` (typed config + loaded backbone -> result)."""
+registry, the honest and release protocols, training and checkpoints, and `run_fewshot` (typed config + loaded
+backbone -> result)."""
 
 from .config import FewShotConfig, TrainOverrides
+from .methods import TipSettings
 from .pipeline import run_fewshot
+from .report import fewshot_table
 
-__all__ = ["FewShotConfig", "TrainOverrides", "run_fewshot"]
+__all__ = ["FewShotConfig", "TipSettings", "TrainOverrides", "fewshot_table", "run_fewshot"]

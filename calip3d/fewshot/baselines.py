@@ -63,10 +63,11 @@ class TipAdapter:
     """Training-free cache model (Zhang et al., ECCV 2022):
     `logits = scale * f Wt^T + alpha * exp(-beta * (1 - f keys^T)) values`.
 
-    Keys are the L2-normalised train features (the mean over augmented copies first, as Tip-Adapter does when
-    given `[A, N, D]`), values their one-hot labels. Defaults: alpha = beta = 1 before the search; search grid
-    `beta_scale=7, alpha_scale=3` with 200 x 20 steps (Tip-Adapter's ImageNet / OxfordPets config; other datasets
-    use wider scales, e.g. DTD 13/13, EuroSAT 12/10, FGVC 30/30).
+    Keys are the train features averaged over augmented copies when given `[A, M, D]` and L2-normalised once (as
+    released: the mean of 10 augmented passes of raw CLIP features), values their one-hot labels. `alpha`, `beta`
+    are the initial values (Tip-Adapter-F trains with them); the search grids have `beta_steps` x `alpha_steps`
+    points up to `beta_scale`, `alpha_scale` (`tip_grid`). The released per-dataset values are in
+    `calip3d.presets.TIP_ADAPTER_RELEASED` (e.g. ImageNet 7/3 with alpha 1.17, Flowers 50/50 with alpha 10).
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, logit_scale: float = 100.0, beta_scale: float = 7.0,
@@ -128,7 +129,7 @@ class TipAdapter:
                 correct += (pred == labels[i:i + chunk]).sum(dim=1)
             j = int(correct.argmax())
             if int(correct[j]) > best[0]:
-                best = (int(correct[j]), float(alphas[j]), beta)
+                best = (int(correct[j]), self.alpha_grid[j], beta)
         self.alpha, self.beta = best[1], best[2]
         self.search_result = TipSearchResult(100.0 * best[0] / max(1, labels.numel()), self.alpha, self.beta,
                                              self.alpha_grid, self.beta_grid)
@@ -159,28 +160,29 @@ class _CacheHead(nn.Module):
 
 class TipAdapterF(TipAdapter):
     """Tip-Adapter-F: the cache keys are fine-tuned (`TRAIN`: AdamW, lr 1e-3, eps 1e-4, torch's default weight decay
-    0.01, batch 256, 20 epochs, per-step cosine, plain cross-entropy, alpha/beta at their initial values while
-    training), the best epoch is chosen on val (the release chose it on test), then alpha/beta are searched on val.
-    Training rows are all augmented copies when `[A, M, D]` is given (the cache uses their mean)."""
+    0.01, batch 256, 20 epochs (EuroSAT: 100), per-step cosine, plain cross-entropy, alpha/beta at their initial
+    values while training), the best epoch is kept (chosen on `select`), then alpha and beta are searched (on
+    `search`). Given `[A, M, D]` augmented copies, epoch e trains on copy (e - 1) mod A (the release re-draws the
+    augmentation every epoch) and the cache starts from their mean."""
 
     TRAIN = TrainConfig(epochs=20, lr=1e-3, batch_size=256, weight_decay=0.01, label_smoothing=0.0, adam_eps=1e-4)
 
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
-            val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-            train: TrainConfig = TRAIN, progress: bool = False) -> "TipAdapterF":
+            select: tuple[torch.Tensor, torch.Tensor] | None = None,
+            search: tuple[torch.Tensor, torch.Tensor] | None = None, train: TrainConfig = TRAIN,
+            progress: bool = False) -> "TipAdapterF":
         self.build_cache(train_feats, train_labels, text)
         feats = torch.as_tensor(train_feats).float()
         copies = feats.shape[0] if feats.ndim == 3 else 1
         rows = F.normalize(feats.reshape(-1, feats.shape[-1]), dim=-1)
         labels = _labels(train_labels, self.keys.shape[0], "train features").repeat(copies)
         head = _CacheHead(self.keys, self.values, self.alpha, self.beta, self.logit_scale)
-        has_val = val_feats is not None and val_labels is not None
-        val = F.normalize(_features(val_feats, 2, "val features"), dim=-1) if has_val else None
-        self.train_result = train_classifier(head, rows, labels, val, val_labels if has_val else None, self.text,
-                                             train, progress=progress, desc="Tip-Adapter-F")
+        select_feats = None if select is None else F.normalize(_features(select[0], 2, "selection features"), dim=-1)
+        self.train_result = train_classifier(head, rows, labels, select_feats, None if select is None else select[1],
+                                             self.text, train, progress=progress, desc="Tip-Adapter-F", copies=copies)
         self.keys = head.keys.detach().cpu()
-        if has_val:
-            self.search(val_feats, val_labels)
+        if search is not None:
+            self.search(*search)
         return self
 
 
@@ -213,18 +215,31 @@ def fit_logistic_regression(feats: torch.Tensor, labels: torch.Tensor, num_class
     return weight.detach(), bias.detach()
 
 
-class LinearProbe:
-    """Linear probe on L2-normalised global features (CLIP paper; CoOp's `lpclip` search). The inverse L2 strength
-    C is picked on val: first the grid `c_grid` (default 1e6 .. 1e-6, x100 steps), then `refine_steps` bisection
-    steps in log10 space around the best (start [0.1 C, 10 C]; at each step the better end wins, the left on ties).
-    The chosen C is the first best val accuracy among all C tried, in the order tried (`search_history`)."""
+PROBE_CHOICES = ("best", "last")
 
-    def __init__(self, c_grid: Sequence[float] = COOP_C_GRID, refine_steps: int = 8, max_iter: int = 1000) -> None:
+
+class LinearProbe:
+    """Linear probe on global features (CLIP paper; CoOp's `lpclip` search), raw as CoOp's `lpclip` extracts them
+    or L2-normalised (`normalize`, as CLIP_benchmark). The inverse L2 strength C is picked on val: first the grid
+    `c_grid` (default 1e6 .. 1e-6, x100 steps), then `refine_steps` bisection steps in log10 space around the best
+    (start [0.1 C, 10 C]; at each step the better end wins, the left on ties). `choose`: "best" keeps the first best
+    val accuracy among all C tried, in the order tried (`search_history`); "last" keeps the winner of the last
+    bisection step, as CoOp's script reports it."""
+
+    def __init__(self, c_grid: Sequence[float] = COOP_C_GRID, refine_steps: int = 8, max_iter: int = 1000,
+                 normalize: bool = True, choose: str = "best") -> None:
         if not c_grid or any(not c > 0 for c in c_grid):
             raise CalipError(f"c_grid must be positive numbers, got {list(c_grid)}")
+        if choose not in PROBE_CHOICES:
+            raise CalipError(f"choose must be one of {PROBE_CHOICES}, got {choose!r}")
         self.c_grid, self.refine_steps, self.max_iter = tuple(float(c) for c in c_grid), int(refine_steps), max_iter
+        self.normalize, self.choose = bool(normalize), choose
         self.search_history: list[tuple[float, float]] = []
         self.weight: torch.Tensor | None = None
+
+    def _inputs(self, feats: torch.Tensor, what: str) -> torch.Tensor:
+        x = _features(feats, 2, what)
+        return F.normalize(x, dim=-1) if self.normalize else x
 
     def _fit_c(self, x: torch.Tensor, y: torch.Tensor, k: int, c: float) -> tuple[torch.Tensor, torch.Tensor]:
         return fit_logistic_regression(x, y, k, c, self.max_iter)
@@ -233,7 +248,7 @@ class LinearProbe:
             val_labels: torch.Tensor | None = None, C: float | None = None,
             num_classes: int | None = None) -> "LinearProbe":
         """Fit with the given `C`, or search C on val (one of the two is required)."""
-        x = F.normalize(_features(train_feats, 2, "train features"), dim=-1)
+        x = self._inputs(train_feats, "train features")
         y = _labels(train_labels, x.shape[0], "train features")
         k = int(num_classes) if num_classes is not None else int(y.max()) + 1
         if y.numel() == 0 or y.min() < 0 or y.max() >= k:
@@ -244,7 +259,7 @@ class LinearProbe:
             return self
         if val_feats is None or val_labels is None:
             raise CalipError("LinearProbe.fit needs validation features to search C, or an explicit C")
-        xv = F.normalize(_features(val_feats, 2, "val features"), dim=-1).double()
+        xv = self._inputs(val_feats, "val features").double()
         yv = _labels(val_labels, xv.shape[0], "val features")
         tried: dict[float, tuple[float, tuple[torch.Tensor, torch.Tensor]]] = {}
 
@@ -256,16 +271,16 @@ class LinearProbe:
             return tried[c][0]
 
         accs = [score(c) for c in self.c_grid]
-        peak = self.c_grid[accs.index(max(accs))]
-        lo, hi = math.log10(peak) - 1.0, math.log10(peak) + 1.0
+        last = self.c_grid[accs.index(max(accs))]
+        lo, hi = math.log10(last) - 1.0, math.log10(last) + 1.0
         for _ in range(self.refine_steps):
             if score(10.0 ** lo) < score(10.0 ** hi):
-                lo = 0.5 * (lo + hi)
+                last, lo = 10.0 ** hi, 0.5 * (lo + hi)
             else:
-                hi = 0.5 * (lo + hi)
+                last, hi = 10.0 ** lo, 0.5 * (lo + hi)
         self.search_history = [(c, acc) for c, (acc, _) in tried.items()]
         best_acc = max(acc for _, acc in self.search_history)
-        self.C = next(c for c, acc in self.search_history if acc == best_acc)
+        self.C = last if self.choose == "last" else next(c for c, acc in self.search_history if acc == best_acc)
         self.weight, self.bias = tried[self.C][1]
         return self
 
@@ -273,7 +288,7 @@ class LinearProbe:
         """`[B, K]` (float32) for features `[B, D]` (re-normalised)."""
         if self.weight is None:
             raise CalipError("call fit() before logits()")
-        x = F.normalize(_features(feats, 2, "features"), dim=-1).double()
+        x = self._inputs(feats, "features").double()
         return (x @ self.weight.t() + self.bias).float()
 
 
@@ -289,8 +304,8 @@ class PointCLIPAdapter(nn.Module):
         f^a = ratio * a + (1 - ratio) * concat(f_v)                            ratio 0.6
         logits = scale * normalise(f^a) . normalise(concat(t, ..., t))       = scale * sum_v <f^a_v, t> / (sqrt(V) |f^a| |t|)
 
-    `feats` are per-view global features `[B, V, D]`. The release feeds the raw (unnormalised) CLIP features; the
-    cache holds L2-normalised ones, which is what this module receives.
+    `feats` are per-view global features `[B, V, D]`: the raw (unnormalised) CLIP features, as the release feeds
+    them, or L2-normalised ones.
     """
 
     def __init__(self, dim: int, num_views: int, ratio: float = 0.6, dropout: float = 0.075,
@@ -340,12 +355,13 @@ class PointCLIPAdapter(nn.Module):
 
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
             val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-            train: TrainConfig = TRAIN, progress: bool = True) -> TrainResult:
+            train: TrainConfig = TRAIN, progress: bool = True, copies: int = 1) -> TrainResult:
         """Train as the release (`TRAIN`): SGD (momentum 0.9, weight decay 5e-4), lr 0.01, batch 32, 250 epochs,
         cosine, 1 constant warm-up epoch at 1e-5, DGCNN's smoothed loss with eps = `label_smoothing` 0.2, incomplete
-        last batch dropped; best on val."""
+        last batch dropped; the best epoch on `val` kept. `copies` augmented copies (rows copy after copy): epoch e
+        trains on copy (e - 1) mod `copies`, as the release augments every epoch."""
         feats = _features(train_feats, 3, "train features")
-        if feats.shape[0] < 2:
+        if feats.shape[0] < 2 * copies:
             raise CalipError("PointCLIPAdapter needs at least 2 training samples (batch norm)")
         self._text = _features(text, 2, "text features")
         has_val = val_feats is not None and val_labels is not None
@@ -353,7 +369,7 @@ class PointCLIPAdapter(nn.Module):
             self, feats, train_labels, _features(val_feats, 3, "val features") if has_val else None,
             val_labels if has_val else None, self._text, train,
             loss_fn=lambda z, y: smooth_cross_entropy(z, y, train.label_smoothing), progress=progress,
-            desc="PointCLIP adapter")
+            desc="PointCLIP adapter", copies=copies)
 
     def logits(self, feats: torch.Tensor, text: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
         """Eval-mode logits `[B, K]` (CPU) with the text from `fit` unless `text` is given."""

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar
 
 from ..datasets import PointSettings
 from ..encoding import EncodeConfig
 from ..errors import CalipError, check_at_least
 from ..projection import ProjectorConfig
+from ..sampling import SHORT_CLASSES
+from .betas import BETA_CHOICES
+from .methods import FEATURES, FewShotMethod, TipSettings
+from .selection import PROTOCOLS
 from .training import TrainConfig
 
 
 @dataclass(frozen=True)
 class TrainOverrides:
-    """Training settings the user chose; None keeps the method's own default (`FewShotMethod.TRAIN`)."""
+    """Training settings the user chose; None keeps the method's own default (`FewShotMethod.train_defaults`)."""
+
+    FLAGS: ClassVar[dict[str, str]] = {"batch_size": "--train-batch-size"}
 
     epochs: int | None = None
     lr: float | None = None
@@ -30,25 +37,35 @@ class TrainOverrides:
 
 @dataclass(frozen=True)
 class FewShotConfig:
-    """One few-shot run: `shots` per class drawn with `seed` (saved under `split_dir`), `method` trained with its
-    own defaults unless `train` overrides them (`lr_grid`: one run per learning rate, best on the val shots kept),
-    CALIP-FS's module shape (`hidden`, `learn_betas`, `per_view`), `augment` pre-encoded augmented copies of the train
-    shots, the zero-shot `betas` (None: the dataset's), prompts (`templates` None: CoOp's template, 3D: PointCLIP's
-    few-shot prompt), the first `limit` test items, checkpoints, and how items are encoded (`encode`: its cache is
-    the token cache)."""
+    """One few-shot run: `shots` per class drawn with `seed` (saved under `split_dir`; classes with fewer items:
+    `short_classes`), `method` trained with its own defaults unless `train` overrides them (`lr_grid`: one run per
+    learning rate, best on the val shots kept), chosen as `protocol` says (see `calip3d.fewshot.selection`),
+    CALIP-FS's module shape (`hidden`, `learn_betas`, `per_view`), `augment` pre-encoded augmented copies of the
+    train shots (None: the method's default), Tip-Adapter's settings (`tip`), the baselines' input `features` (raw
+    as released, or normalized), CALIP's `betas` (1,B2,B3, "val" or "paper"; None: the protocol's default), prompts
+    (`templates` None: CoOp's template, 3D: PointCLIP's few-shot prompt), `limit` test items spread over the test
+    split, checkpoints, and how items are encoded (`encode`: its cache is the token cache)."""
+
+    COMMON: ClassVar[frozenset[str]] = frozenset({
+        "dataset", "data_root", "shots", "seed", "method", "protocol", "short_classes", "betas", "templates", "limit",
+        "split_dir", "points", "projector", "encode"})  # read for every method (betas: the zero-shot reference)
 
     dataset: str
     data_root: str | None = None
     shots: int = 16
     seed: int = 1
     method: str = "calip-fs"
+    protocol: str = "honest"
+    short_classes: str = "keep"
     train: TrainOverrides = field(default_factory=TrainOverrides)
     lr_grid: tuple[float, ...] | None = None
     hidden: int | None = None
     learn_betas: bool = False
     per_view: bool = False
-    augment: int = 0
-    betas: tuple[float, float, float] | None = None
+    augment: int | None = None
+    tip: TipSettings = field(default_factory=TipSettings)
+    features: str = "raw"
+    betas: tuple[float, float, float] | str | None = None
     templates: str | None = None
     limit: int | None = None
     split_dir: str = "results/fewshot/splits"
@@ -65,5 +82,37 @@ class FewShotConfig:
         check_at_least(self.points.num_points, 1, "--points")
         if self.train.batch_size is not None:
             check_at_least(self.train.batch_size, 1, "--train-batch-size")
+        for flag, value, allowed in (("--protocol", self.protocol, PROTOCOLS),
+                                     ("--short-classes", self.short_classes, SHORT_CLASSES),
+                                     ("--features", self.features, FEATURES)):
+            if value not in allowed:
+                raise CalipError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+        if isinstance(self.betas, str) and self.betas not in BETA_CHOICES:
+            raise CalipError(f"--betas must be 1,B2,B3, 'val' or 'paper', got {self.betas!r}")
         if self.eval_only and not self.checkpoint:
             raise CalipError("--eval-only needs --checkpoint PATH")
+
+    def without_effect(self, method: type[FewShotMethod], is_points: bool) -> list[str]:
+        """The flags set away from their defaults that the chosen method (or an image dataset) does not read,
+        generated from the fields: anything outside `COMMON` and the method's `OPTIONS`."""
+        defaults = FewShotConfig(self.dataset, self.data_root)
+        unread = set() if is_points else {"points", "projector"}
+        found = []
+        for f in fields(self):
+            value, default = getattr(self, f.name), getattr(defaults, f.name)
+            if value == default or (f.name in self.COMMON - unread) or f.name in method.OPTIONS:
+                continue
+            found += _flags(f.name, value, default)
+        return found
+
+
+def _flags(name: str, value: Any, default: Any) -> list[str]:
+    """The command-line flags behind a config field that differs from its default (nested settings by field)."""
+    if name == "train":
+        return [TrainOverrides.FLAGS.get(k, f"--{k.replace('_', '-')}") for k in value.given()]
+    if name == "tip":
+        return [f"--tip-{f.name.replace('_', '-')}" for f in fields(value) if getattr(value, f.name) is not None]
+    if name in ("points", "projector"):
+        return [f"--{f.name.replace('num_points', 'points').replace('_', '-')}" for f in fields(value)
+                if getattr(value, f.name) != getattr(default, f.name)]
+    return [f"--{name.replace('_', '-')}"]

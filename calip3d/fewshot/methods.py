@@ -1,6 +1,7 @@
-"""The few-shot methods behind one interface and one registry: `fit` on train/val tokens, then `logits` of test
-batches. Each method owns its defaults (`TRAIN`, the training settings it uses unless the user overrides them) and
-records exactly the hyperparameters it used (`hyperparameters`).
+"""The few-shot methods behind one interface and one registry: `fit` on the encoded shots, then `logits` of test
+batches. Each method owns its defaults (`train_defaults`, `default_augment`), the config fields it reads
+(`OPTIONS`: any other flag is reported as having no effect), what it chooses and on which data under each protocol
+(`selections`), and records exactly the hyperparameters it used (`hyperparameters`).
 
 Every method sees the same frozen features. For point clouds, the global-feature baselines (Tip-Adapter(-F), linear
 probe) use PointCLIP's formulation: the normalised concatenation of the V view features against the normalised text
@@ -10,7 +11,7 @@ repeated V times, so `f . t = mean_v <f_v, t>`.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +22,20 @@ from ..attention.parametric import ParametricCALIP
 from ..encoding import Tokens, view_terms
 from ..errors import CalipError
 from ..metrics import topk_accuracy
-from ..presets import LOGIT_SCALE
+from ..presets import LOGIT_SCALE, TIP_ADAPTER_FALLBACK, TIP_ADAPTER_RELEASED, TIP_ADAPTER_SOURCE, TipAdapterRelease
 from .baselines import LinearProbe, PointCLIPAdapter, TipAdapter, TipAdapterF
+from .selection import TEST_SPLIT, VAL_SHOTS, Selection, released_search
 from .training import TrainConfig, TrainResult, predict, train_classifier
+
+FEATURES = ("raw", "normalized")
+
+
+class TokenBatch(Protocol):
+    """What `logits` reads of a batch (`EncodedBatch` or `Tokens`)."""
+
+    global_feats: torch.Tensor
+    spatial_feats: torch.Tensor
+    global_norms: torch.Tensor | None
 
 
 def flat_global(glob: torch.Tensor) -> torch.Tensor:
@@ -35,6 +47,19 @@ def flat_text(text: torch.Tensor, views: int | None) -> torch.Tensor:
     return text.float() if not views else F.normalize(text.float().repeat(1, views), dim=-1)
 
 
+def raw_global(batch: TokenBatch) -> torch.Tensor:
+    """CLIP's unnormalised global features `[N, (V,) D]`."""
+    if batch.global_norms is None:
+        raise CalipError("these features carry no norms; encode them again (the raw features are needed)")
+    return batch.global_feats.float() * batch.global_norms.float().unsqueeze(-1)
+
+
+def cache_features(batch: TokenBatch) -> torch.Tensor:
+    """What Tip-Adapter averages over augmented passes before normalising once: raw CLIP features for images, as
+    released; for point clouds (no release) PointCLIP's normalised concatenation of the views, `[N, F]`."""
+    return flat_global(batch.global_feats) if batch.global_feats.ndim == 3 else raw_global(batch)
+
+
 def zero_shot_logits(glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor, betas: tuple[float, ...],
                      temperature: float, views: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(CLIP/PointCLIP logits, CALIP logits) `[B, K]` of one batch; 3D terms are averaged over views (1/V)."""
@@ -44,27 +69,87 @@ def zero_shot_logits(glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tens
     return LOGIT_SCALE * terms[0], combine_terms(terms, betas)
 
 
+def tip_released(dataset: str) -> tuple[TipAdapterRelease, str]:
+    """Tip-Adapter's released config for `dataset` (ImageNet's where it has none, e.g. point clouds) and its
+    source."""
+    key = dataset if dataset in TIP_ADAPTER_RELEASED else TIP_ADAPTER_FALLBACK
+    source = TIP_ADAPTER_SOURCE.format({"fgvc_aircraft": "fgvc"}.get(key, key))
+    return TIP_ADAPTER_RELEASED[key], source + ("" if key == dataset else f" (no Tip-Adapter config for {dataset})")
+
+
+@dataclass(frozen=True)
+class TipSettings:
+    """Tip-Adapter's cache settings (`--tip-*`): initial `alpha` and `beta` (Tip-Adapter-F trains with them), the
+    search grids' upper bounds (beta, alpha) and steps; None: the dataset's released config."""
+
+    alpha: float | None = None
+    beta: float | None = None
+    search_scale: tuple[float, float] | None = None
+    search_steps: tuple[int, int] | None = None
+
+    def resolve(self, dataset: str) -> dict[str, Any]:
+        """Every setting (the released config's where None) and where they came from."""
+        released, source = tip_released(dataset)
+        values = {"init_alpha": self.alpha, "init_beta": self.beta, "search_scale": self.search_scale,
+                  "search_steps": self.search_steps}
+        resolved = {k: getattr(released, k) if v is None else v for k, v in values.items()}
+        given = [name for name, v in zip(("--tip-alpha", "--tip-beta", "--tip-search-scale", "--tip-search-steps"),
+                                         values.values()) if v is not None]
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
+                "config": source + (f"; {', '.join(given)} given" if given else "")}
+
+
 @dataclass(frozen=True)
 class MethodSettings:
-    """Settings every method may read: CALIP's betas and temperature (zero-shot reference, CALIP-FS), the seed and
-    device, and CALIP-FS's module shape (`hidden` rank, `learn_betas`, `shared_views`)."""
+    """Settings every method may read: the dataset, protocol and whether the dataset has a val split, CALIP's betas
+    (how they were chosen: `betas_selection`) and temperature, the seed and device, CALIP-FS's module shape
+    (`hidden` rank, `learn_betas`, `shared_views`), Tip-Adapter's settings, the baselines' input `features` and the
+    number of augmented copies."""
 
+    dataset: str
+    protocol: str
+    has_val_split: bool
     betas: tuple[float, float, float]
+    betas_selection: Selection
     temperature: float
     seed: int
     device: str
     hidden: int | None = None
     learn_betas: bool = False
     shared_views: bool = True
+    tip: TipSettings = TipSettings()
+    features: str = "raw"
+    augment: int = 0
+
+
+@dataclass
+class FitData:
+    """What a method is fitted on: the K train shots, their augmented copies (same items, same order), the class
+    text features `[K, D]`, and the labelled sets its selections are made on, by source (`VAL_SHOTS` always;
+    `VAL_SPLIT` and `TEST_SPLIT` when a release-protocol selection reads them)."""
+
+    shots: Tokens
+    copies: list[Tokens]
+    text: torch.Tensor
+    sets: dict[str, Tokens]
+
+    def rows(self) -> Tokens:
+        """The shots and their copies as one set of training rows."""
+        return Tokens.concat([self.shots, *self.copies])
+
+    def cycled(self) -> tuple[Tokens, int]:
+        """The augmented copies copy after copy, and their number (the shots themselves when there is none), for
+        training that draws a new augmentation every epoch."""
+        return (Tokens.concat(self.copies), len(self.copies)) if self.copies else (self.shots, 1)
 
 
 class FewShotMethod:
-    """Base class: `fit(train, val, text)` then `logits(global, spatial, text)` per test batch. Subclasses set
-    `name`, `TRAIN` (None: not trained by gradient descent) and `module_checkpointed` (a trained module that
-    `--checkpoint` saves and `--eval-only` reloads)."""
+    """Base class: `fit(data)` then `logits(batch, text)` per test batch. Subclasses set `name`, `OPTIONS` (the
+    `FewShotConfig` fields they read beyond the common ones), `TRAIN` (None: not trained by gradient descent) and
+    `module_checkpointed` (a trained module that `--checkpoint` saves and `--eval-only` reloads)."""
 
     name: ClassVar[str]
-    selection: ClassVar[str]  # what is chosen on the val shots (recorded in results)
+    OPTIONS: ClassVar[frozenset[str]] = frozenset()
     TRAIN: ClassVar[TrainConfig | None] = None
     module_checkpointed: ClassVar[bool] = False
     needs_views: ClassVar[bool] = False
@@ -73,23 +158,38 @@ class FewShotMethod:
         if self.needs_views and not views:
             raise CalipError(f"--method {self.name} needs a 3D dataset (it adapts per-view features)")
         self.settings, self.views = settings, views
-        self.train_config = None if self.TRAIN is None else \
-            replace(train or self.TRAIN, seed=settings.seed, device=settings.device)
+        defaults = self.train_defaults(settings.dataset)
+        self.train_config = None if defaults is None else \
+            replace(train or defaults, seed=settings.seed, device=settings.device)
         self.module: torch.nn.Module | None = None
         self.train_result: TrainResult | None = None
         self.val_top1: float | None = None
         self.details: dict[str, Any] = {}
+        self.extra_selections: list[Selection] = []
+
+    @classmethod
+    def train_defaults(cls, dataset: str) -> TrainConfig | None:
+        """The training settings this method uses on `dataset` unless the user overrides them."""
+        return cls.TRAIN
+
+    @classmethod
+    def default_augment(cls, dataset: str) -> int:
+        """Augmented copies of the train shots encoded when `--augment` is not given."""
+        return 0
+
+    def selections(self) -> list[Selection]:
+        """What this method chooses, on which data, under its protocol."""
+        return list(self.extra_selections)
 
     def with_lr(self, lr: float) -> "FewShotMethod":
         """A fresh copy of this method that trains with learning rate `lr`."""
         return type(self)(self.settings, self.views, replace(self.train_config, lr=lr))
 
-    def fit(self, train: Tokens, val: Tokens, text: torch.Tensor, copies: int = 1) -> None:
-        """Fit on the train tokens (`copies` augmented copies of the same items, concatenated) and val tokens."""
-        if len(val):
-            self.val_top1 = topk_accuracy(self.logits(val.global_feats, val.spatial_feats, text), val.labels)
+    def fit(self, data: FitData) -> None:
+        """Fit on `data`; the accuracy on the val shots is kept in `val_top1`."""
+        raise NotImplementedError
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
         """Scores `[B, K]` of one batch of tokens."""
         raise NotImplementedError
 
@@ -101,27 +201,48 @@ class FewShotMethod:
         """Exactly the settings this method used."""
         return {**(self.train_config.as_dict() if self.train_config else {}), **self.details}
 
+    def _score_val(self, data: FitData) -> None:
+        val = data.sets[VAL_SHOTS]
+        if len(val):
+            self.val_top1 = topk_accuracy(self.logits(val, data.text), val.labels)
+
+    def _augmentation(self, use: str) -> dict[str, Any]:
+        return {"augment": self.settings.augment, **({"augmentation": use} if self.settings.augment else {})}
+
 
 class ZeroShot(FewShotMethod):
     """CALIP zero-shot on the same split (views averaged): the reference every few-shot method should beat."""
 
     name = "zero-shot"
-    selection = "nothing (zero-shot)"
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return zero_shot_logits(glob, spatial, text, self.settings.betas, self.settings.temperature, self.views)[1]
+    def selections(self) -> list[Selection]:
+        return [self.settings.betas_selection]
+
+    def fit(self, data: FitData) -> None:
+        self._score_val(data)
+
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return zero_shot_logits(batch.global_feats, batch.spatial_feats, text, self.settings.betas,
+                                self.settings.temperature, self.views)[1]
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"betas": list(self.settings.betas), "temperature": self.settings.temperature}
 
 
 class CalipFS(FewShotMethod):
-    """CALIP-FS: `ParametricCALIP` trained on the shots (docs/calip_fs.md), best epoch on the val shots."""
+    """CALIP-FS: `ParametricCALIP` trained on the shots (docs/calip_fs.md), best epoch on the val shots. There is
+    no released code, so both protocols choose the epoch on the val shots; they differ in the starting betas."""
 
     name = "calip-fs"
-    selection = "best epoch on the val shots"
+    OPTIONS = frozenset({"train", "lr_grid", "hidden", "learn_betas", "per_view", "augment", "checkpoint",
+                         "eval_only"})
     TRAIN = TrainConfig()
     module_checkpointed = True
+
+    def selections(self) -> list[Selection]:
+        epoch = Selection("epoch", VAL_SHOTS, "first best accuracy", "CALIP-FS code is unreleased: the honest rule "
+                          "under both protocols")
+        return [self.settings.betas_selection, epoch, *self.extra_selections]
 
     def build_module(self, dim: int) -> torch.nn.Module:
         s = self.settings
@@ -131,32 +252,50 @@ class CalipFS(FewShotMethod):
                                       view_weights=mean_weights(views) if self.views else None, init_seed=s.seed)
         return self.module
 
-    def fit(self, train: Tokens, val: Tokens, text: torch.Tensor, copies: int = 1) -> None:
-        module = self.build_module(train.global_feats.shape[-1])
+    def fit(self, data: FitData) -> None:
+        rows, val = data.rows(), data.sets[VAL_SHOTS]
+        module = self.build_module(rows.global_feats.shape[-1])
         has_val = len(val) > 0
         self.train_result = train_classifier(
-            module, (train.global_feats, train.spatial_feats), train.labels,
-            (val.global_feats, val.spatial_feats) if has_val else None, val.labels if has_val else None, text,
+            module, (rows.global_feats, rows.spatial_feats), rows.labels,
+            (val.global_feats, val.spatial_feats) if has_val else None, val.labels if has_val else None, data.text,
             self.train_config, desc="CALIP-FS")
         self.val_top1 = self.train_result.best_val_acc
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return predict(self.module, (glob, spatial), text, device=self.settings.device)
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return predict(self.module, (batch.global_feats, batch.spatial_feats), text, device=self.settings.device)
 
     def hyperparameters(self) -> dict[str, Any]:
         s = self.settings
         return {**super().hyperparameters(), "hidden": s.hidden, "learn_betas": s.learn_betas,
-                "shared_views": s.shared_views, "betas": list(s.betas), "temperature": s.temperature}
+                "shared_views": s.shared_views, "betas": list(s.betas), "temperature": s.temperature,
+                **self._augmentation("the copies are extra training rows")}
 
 
 class PointCLIPAdapterMethod(FewShotMethod):
-    """PointCLIP's inter-view adapter on the per-view global features (3D only), trained as released."""
+    """PointCLIP's inter-view adapter on the per-view global features (3D only), trained as released: raw CLIP
+    features, a new draw of its scale/shift augmentation every epoch (cycled pre-encoded copies)."""
 
     name = "pointclip-adapter"
-    selection = "best epoch on the val shots"
+    OPTIONS = frozenset({"train", "lr_grid", "features", "augment", "checkpoint", "eval_only"})
     TRAIN = PointCLIPAdapter.TRAIN
     module_checkpointed = True
     needs_views = True
+
+    @classmethod
+    def default_augment(cls, dataset: str) -> int:
+        return 10
+
+    def selections(self) -> list[Selection]:
+        if self.settings.protocol == "honest":
+            epoch = Selection("epoch", VAL_SHOTS, "first best accuracy")
+        else:
+            epoch = Selection("epoch", TEST_SPLIT, "first best accuracy", "as released: PointCLIP's ModelNet40 val "
+                              "split is its test split, TEST.FINAL_MODEL best_val", oracle=True)
+        return [epoch, *self.extra_selections]
+
+    def _inputs(self, batch: TokenBatch) -> torch.Tensor:
+        return raw_global(batch) if self.settings.features == "raw" else batch.global_feats.float()
 
     def build_module(self, dim: int) -> torch.nn.Module:
         with torch.random.fork_rng():  # the adapter's layers draw their initial weights from the seeded global RNG
@@ -164,79 +303,141 @@ class PointCLIPAdapterMethod(FewShotMethod):
             self.module = PointCLIPAdapter(dim, self.views)
         return self.module
 
-    def fit(self, train: Tokens, val: Tokens, text: torch.Tensor, copies: int = 1) -> None:
-        module = self.build_module(train.global_feats.shape[-1])
-        has_val = len(val) > 0
-        self.train_result = module.fit(train.global_feats, train.labels, text, val.global_feats if has_val else None,
-                                       val.labels if has_val else None, train=self.train_config)
-        self.val_top1 = self.train_result.best_val_acc
+    def fit(self, data: FitData) -> None:
+        rows, copies = data.cycled()
+        select = data.sets[self.selections()[0].source]
+        module = self.build_module(rows.global_feats.shape[-1])
+        has_select = len(select) > 0
+        self.train_result = module.fit(self._inputs(rows), rows.labels, data.text,
+                                       self._inputs(select) if has_select else None,
+                                       select.labels if has_select else None, train=self.train_config, copies=copies)
+        self._score_val(data)
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return predict(self.module, glob, text, device=self.settings.device)
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return predict(self.module, self._inputs(batch), text, device=self.settings.device)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "features": self.settings.features,
+                **self._augmentation("one copy per epoch, cycled (the release draws anew every epoch)")}
 
 
 class TipAdapterMethod(FewShotMethod):
-    """Tip-Adapter's training-free cache model, alpha and beta searched on the val shots."""
+    """Tip-Adapter's training-free cache model with its released per-dataset settings; the cache keys are the mean
+    of the augmented copies' raw features, normalised once; alpha and beta searched as each protocol says."""
 
     name = "tip-adapter"
-    selection = "alpha and beta searched on the val shots"
+    OPTIONS = frozenset({"augment", "tip"})
+    MODEL: ClassVar[type[TipAdapter]] = TipAdapter
+    RELEASED = "Tip-Adapter main.py search_hp on the full val split"
 
-    def _model(self) -> TipAdapter:
-        return TipAdapter()
+    @classmethod
+    def default_augment(cls, dataset: str) -> int:
+        return tip_released(dataset)[0].augment_epochs
 
-    def fit(self, train: Tokens, val: Tokens, text: torch.Tensor, copies: int = 1) -> None:
-        feats = flat_global(train.global_feats)
-        if copies > 1:  # augmented copies of the same items, in the same order: [A, M, D]
-            feats = feats.view(copies, -1, feats.shape[-1])
-        has_val = len(val) > 0
-        val_feats, val_labels = (flat_global(val.global_feats), val.labels) if has_val else (None, None)
-        self.model = self._model()
-        self._fit_model(feats, train.labels[: feats.shape[-2]], flat_text(text, self.views), val_feats, val_labels)
-        self.details = {"alpha": self.model.alpha, "beta": self.model.beta}
-        if has_val:
-            self.val_top1 = topk_accuracy(self.model.logits(val_feats), val.labels)
+    def _search_selection(self) -> Selection:
+        return released_search("alpha, beta", "first maximum of Tip-Adapter's grid (beta outer, alpha inner)",
+                               self.settings.protocol, self.settings.has_val_split, self.RELEASED)
 
-    def _fit_model(self, feats: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, val_feats: Any,
-                   val_labels: Any) -> None:
-        self.model.fit(feats, labels, text, val_feats, val_labels)
+    def selections(self) -> list[Selection]:
+        return [self._search_selection()]
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(flat_global(glob))
+
+    def _keys(self, data: FitData) -> torch.Tensor:
+        """`[A, M, F]` cache features of the augmented copies (the release averages 10 augmented passes), or of the
+        shots `[M, F]` without copies."""
+        if not data.copies:
+            return cache_features(data.shots)
+        return torch.stack([cache_features(copy) for copy in data.copies])
+
+    def _labelled(self, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return (flat_global(tokens.global_feats), tokens.labels) if len(tokens) else None
+
+    def fit(self, data: FitData) -> None:
+        tip = self.settings.tip.resolve(self.settings.dataset)
+        (beta_scale, alpha_scale), (beta_steps, alpha_steps) = tip["search_scale"], tip["search_steps"]
+        self.model = self.MODEL(alpha=tip["init_alpha"], beta=tip["init_beta"], beta_scale=beta_scale,
+                                alpha_scale=alpha_scale, beta_steps=beta_steps, alpha_steps=alpha_steps)
+        search = self._labelled(data.sets[self._search_selection().source])
+        self._fit_model(self._keys(data), data.shots.labels, flat_text(data.text, self.views), search, data)
+        self.details = {"alpha": self.model.alpha, "beta": self.model.beta, **tip,
+                        **self._augmentation("cache keys: the mean of the copies' raw features, normalised once")}
+        self._score_val(data)
+
+    def _fit_model(self, keys: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
+                   search: tuple[torch.Tensor, torch.Tensor] | None, data: FitData) -> None:
+        self.model.fit(keys, labels, text, *(search or (None, None)))
+
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(flat_global(batch.global_feats))
 
 
 class TipAdapterFMethod(TipAdapterMethod):
-    """Tip-Adapter-F: the cache keys fine-tuned with the released settings (`TipAdapterF.TRAIN`)."""
+    """Tip-Adapter-F: the cache keys fine-tuned with the released settings under both protocols (AdamW, batch 256,
+    weight decay 0.01, no label smoothing, 20 epochs, EuroSAT 100), one augmented copy per epoch; the epoch and
+    then alpha and beta chosen as each protocol says."""
 
     name = "tip-adapter-f"
-    selection = "best epoch on the val shots, then alpha and beta searched on them"
+    OPTIONS = frozenset({"augment", "tip", "train", "lr_grid"})
+    MODEL = TipAdapterF
     TRAIN = TipAdapterF.TRAIN
 
-    def _model(self) -> TipAdapter:
-        return TipAdapterF()
+    @classmethod
+    def train_defaults(cls, dataset: str) -> TrainConfig:
+        return replace(cls.TRAIN, epochs=tip_released(dataset)[0].train_epochs)
 
-    def _fit_model(self, feats: torch.Tensor, labels: torch.Tensor, text: torch.Tensor, val_feats: Any,
-                   val_labels: Any) -> None:
-        self.model.fit(feats, labels, text, val_feats, val_labels, train=self.train_config)
+    def _epoch_selection(self) -> Selection:
+        if self.settings.protocol == "honest":
+            return Selection("epoch", VAL_SHOTS, "first best accuracy at the initial alpha, beta")
+        return Selection("epoch", TEST_SPLIT, "first best accuracy at the initial alpha, beta", "as released: "
+                         "Tip-Adapter main.py evaluates every epoch on test and keeps the best", oracle=True)
+
+    def selections(self) -> list[Selection]:
+        return [self._epoch_selection(), self._search_selection(), *self.extra_selections]
+
+    def _fit_model(self, keys: torch.Tensor, labels: torch.Tensor, text: torch.Tensor,
+                   search: tuple[torch.Tensor, torch.Tensor] | None, data: FitData) -> None:
+        select = self._labelled(data.sets[self._epoch_selection().source])
+        self.model.fit(keys, labels, text, select=select, search=search, train=self.train_config)
         self.train_result = self.model.train_result
+
+    def hyperparameters(self) -> dict[str, Any]:
+        cycled = "; training: one copy per epoch, cycled (the release draws anew every epoch)"
+        return {**super().hyperparameters(),
+                **({"augmentation": self.details["augmentation"] + cycled} if self.settings.augment else {})}
 
 
 class LinearProbeMethod(FewShotMethod):
-    """The CLIP paper's linear probe (L-BFGS logistic regression), C searched on the val shots."""
+    """The CLIP paper's linear probe (L-BFGS logistic regression) on raw features, as CoOp's `lpclip` extracts
+    them (or L2-normalised, as CLIP_benchmark), C searched on the val shots; the release keeps the last bisection
+    step's C, the honest protocol the best C tried."""
 
     name = "linear-probe"
-    selection = "C searched on the val shots"
+    OPTIONS = frozenset({"features", "augment"})
 
-    def fit(self, train: Tokens, val: Tokens, text: torch.Tensor, copies: int = 1) -> None:
+    def selections(self) -> list[Selection]:
+        if self.settings.protocol == "honest":
+            return [Selection("C", VAL_SHOTS, "best of CoOp's grid and 8 bisection steps")]
+        return [Selection("C", VAL_SHOTS, "winner of the last of 8 bisection steps after CoOp's grid",
+                          "as released: CoOp lpclip/linear_probe.py")]
+
+    def _inputs(self, batch: TokenBatch) -> torch.Tensor:
+        raw = self.settings.features == "raw"
+        return raw_global(batch).flatten(1) if raw else flat_global(batch.global_feats)
+
+    def fit(self, data: FitData) -> None:
+        rows, val = data.rows(), data.sets[VAL_SHOTS]
         has_val = len(val) > 0
-        self.model = LinearProbe().fit(flat_global(train.global_feats), train.labels,
-                                       flat_global(val.global_feats) if has_val else None,
-                                       val.labels if has_val else None, num_classes=text.shape[0])
-        self.details = {"C": self.model.C, "search": [list(map(float, x)) for x in self.model.search_history]}
-        if has_val:
-            self.val_top1 = topk_accuracy(self.model.logits(flat_global(val.global_feats)), val.labels)
+        choose = "best" if self.settings.protocol == "honest" else "last"
+        self.model = LinearProbe(normalize=False, choose=choose).fit(
+            self._inputs(rows), rows.labels, self._inputs(val) if has_val else None, val.labels if has_val else None,
+            num_classes=data.text.shape[0])
+        self.details = {"C": self.model.C, "features": self.settings.features, "choose": choose,
+                        "search": [list(map(float, x)) for x in self.model.search_history],
+                        **self._augmentation("the copies are extra training rows")}
+        self._score_val(data)
 
-    def logits(self, glob: torch.Tensor, spatial: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(flat_global(glob))
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(self._inputs(batch))
 
 
 METHODS: dict[str, type[FewShotMethod]] = {cls.name: cls for cls in (

@@ -2,7 +2,8 @@
 
 Protocol (CoOp's): K train shots per class drawn with the seed, min(K, 4) val shots per class (from val, or from train
 without the train shots where a dataset has no val split), the full test split. The drawn split is saved and reused.
-Hyperparameters are selected on the val shots (best-on-val epoch), never on test.
+What is chosen on which data follows `config.protocol` (`calip3d.fewshot.selection`): the honest protocol chooses
+everything on the val shots; the release protocol as each baseline's released code does, labelled.
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from ..fetch import dataset_provenance
 from ..metrics import topk_accuracy
 from ..prompts import PromptSet, build_prompts, pointclip_fewshot_prompts
 from ..results import provenance
+from .betas import resolve_betas
 from .config import FewShotConfig
-from .methods import FewShotMethod, MethodSettings, get_method, zero_shot_logits
+from .methods import FewShotMethod, FitData, MethodSettings, get_method, zero_shot_logits
 from .protocol import FewShotSplit, draw_split, get_split
+from .selection import TEST_SPLIT, VAL_SHOTS, VAL_SPLIT, Selection
 from .training import load_checkpoint, save_checkpoint
 
-SCHEMA = "calip3d.fewshot/1"
+SCHEMA = "calip3d.fewshot/2"
 
 
 @dataclass
@@ -50,12 +53,17 @@ class FewShotData:
         val = load_split(info.name, root, "val") if has_val else None
         return cls(info, root, train, val, test)
 
-    def draw(self, shots: int, seed: int) -> FewShotSplit:
+    def draw(self, shots: int, seed: int, short_classes: str) -> FewShotSplit:
         return draw_split(self.info.name, self.train.classnames, list(self.train.labels), self.train.ids, shots,
-                          seed, list(self.val.labels) if self.val else None, self.val.ids if self.val else None)
+                          seed, list(self.val.labels) if self.val else None, self.val.ids if self.val else None,
+                          short_classes)
 
     def test_split(self, limit: int | None) -> Split:
-        return self.test.subset(np.arange(min(limit, len(self.test)))) if limit else self.test
+        """The test split, or `limit` of its items spread evenly over it (splits are sorted by class, so the first
+        items would all be one class)."""
+        if not limit or limit >= len(self.test):
+            return self.test
+        return self.test.subset(np.linspace(0, len(self.test) - 1, limit).round().astype(np.int64))
 
 
 def _prompts(data: FewShotData, templates: str | None) -> PromptSet:
@@ -64,56 +72,48 @@ def _prompts(data: FewShotData, templates: str | None) -> PromptSet:
     return build_prompts(data.info.name, data.train.classnames, templates or "default")
 
 
-def _note_ignored(config: FewShotConfig, method: type[FewShotMethod]) -> None:
-    """A flag that does nothing for the chosen method is named, not silently dropped."""
-    ignored = [f"--{k.replace('_', '-')}" for k in config.train.given()] if method.TRAIN is None else []
-    ignored += ["--lr-grid"] if config.lr_grid and method.TRAIN is None else []
-    ignored += ["--checkpoint"] if config.checkpoint and not method.module_checkpointed else []
-    ignored += [f for f, on in (("--hidden", config.hidden is not None), ("--learn-betas", config.learn_betas),
-                                ("--per-view", config.per_view)) if on and method.name != "calip-fs"]
-    if ignored:
-        print(f"note: {', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on --method "
-              f"{method.name}; ignored", file=sys.stderr)
-
-
 def _split_notes(split: FewShotSplit, path: Path) -> None:
-    """Say which classes had too few train items."""
-    if split.with_replacement:
-        print(f"note: {len(split.with_replacement)} class(es) have fewer than {split.shots} train items and were "
-              f"sampled with replacement (listed in {path})", file=sys.stderr)
+    """Say which classes had too few train items, and how they were handled."""
+    if split.short:
+        handled = "keep all their items" if split.short_classes == "keep" else "were sampled with replacement"
+        print(f"note: {len(split.short)} class(es) have fewer than {split.shots} train items and {handled} "
+              f"(--short-classes {split.short_classes}; listed in {path})", file=sys.stderr)
     if split.empty:
         print(f"note: classes with no train item keep only their text features: {', '.join(split.empty)}",
               file=sys.stderr)
 
 
-def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, train: Tokens, val: Tokens, text: torch.Tensor,
-         copies: int) -> FewShotMethod:
+def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, data: FitData) -> FewShotMethod:
     """Fit `method`; with `lr_grid`, once per learning rate, keeping the best on the val shots (first on ties)."""
-    if not lr_grid or method.TRAIN is None:
-        method.fit(train, val, text, copies=copies)
+    if not lr_grid or method.train_config is None:
+        method.fit(data)
         return method
-    if len(val) == 0:
+    if len(data.sets[VAL_SHOTS]) == 0:
         raise CalipError("--lr-grid selects on the val shots, but this split has none")
     best, search = None, []
     for lr in lr_grid:
         candidate = method.with_lr(lr)
-        candidate.fit(train, val, text, copies=copies)
+        candidate.fit(data)
         search.append([lr, candidate.val_top1])
         if best is None or candidate.val_top1 > best.val_top1:
             best = candidate
     best.details["lr_search"] = search
+    best.extra_selections.append(Selection("lr", VAL_SHOTS, "first best accuracy over --lr-grid"))
     return best
 
 
-def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augment: int,
-                 seed: int) -> tuple[Tokens, Tokens]:
-    """(train tokens: the shots then `augment` augmented copies, val tokens), never skipping an unreadable shot."""
+def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augment: int, seed: int,
+                 val_only: bool) -> tuple[Tokens | None, list[Tokens], Tokens]:
+    """(train shots, `augment` augmented copies of them, val shots), never skipping an unreadable shot; only the val
+    shots with `val_only`."""
     shots = replace(encoder, loading=replace(encoder.loading, skip_bad_files=False))
-    train = data.train.subset(split.train)
-    parts = [shots.tokens(train, "train shots")]
-    parts += [shots.tokens(train.augmented(seed * 1000 + copy), f"augmented copy {copy + 1}") for copy in range(augment)]
     val_pool = data.val if split.val_source == "val" else data.train
-    return Tokens.concat(parts), shots.tokens(val_pool.subset(split.val), "val shots")
+    val = shots.tokens(val_pool.subset(split.val), "val shots")
+    if val_only:
+        return None, [], val
+    train = data.train.subset(split.train)
+    copies = [shots.tokens(train.augmented(seed * 1000 + copy), f"augmented copy {copy + 1}") for copy in range(augment)]
+    return shots.tokens(train, "train shots"), copies, val
 
 
 def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: torch.Tensor, total: int,
@@ -123,8 +123,7 @@ def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: to
     def reduce(batch: EncodedBatch) -> dict[str, torch.Tensor]:
         clip, calip = zero_shot_logits(batch.global_feats, batch.spatial_feats, text, zs_betas,
                                        method.settings.temperature, views)
-        return {"method": method.logits(batch.global_feats, batch.spatial_feats, text), "clip": clip,
-                "calip": calip}
+        return {"method": method.logits(batch, text), "clip": clip, "calip": calip}
 
     outs = collect(batches, reduce, total, "test")
     labels = outs["labels"]
@@ -133,57 +132,91 @@ def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: to
     return {**scores, "num_samples": int(labels.numel())}
 
 
+def _release_reported(method: FewShotMethod, test_top1: float) -> dict[str, Any] | None:
+    """Tip-Adapter-F's release prints max(best-epoch test accuracy, after-search test accuracy)."""
+    if method.name != "tip-adapter-f" or method.settings.protocol != "release" or method.train_result is None:
+        return None
+    return {"top1": max(method.train_result.best_val_acc, test_top1), "rule": "max(the test-chosen epoch's test "
+            "accuracy at the initial alpha, beta; the test accuracy after the search), as Tip-Adapter main.py "
+            "prints it: ORACLE"}
+
+
 def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str, Any], Path]:
     """Draw (or reuse) the split, encode the shots, fit the method, score the test split. Returns the result (schema
-    `calip3d.fewshot/1`) and the split file."""
+    `calip3d.fewshot/2`) and the split file."""
     method_cls = get_method(config.method)
-    _note_ignored(config, method_cls)
+    info = get_dataset(config.dataset)
+    ignored = config.without_effect(method_cls, info.is_points)
+    if ignored:
+        print(f"note: {', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on --method "
+              f"{method_cls.name}{'' if info.is_points else ' with an image dataset'}; ignored", file=sys.stderr)
     if config.eval_only and not method_cls.module_checkpointed:
         raise CalipError("--eval-only loads a trained module: use it with --method calip-fs or pointclip-adapter")
     data = FewShotData.load(config)
-    split_path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}.json"
-    split, reused = get_split(split_path, data.draw(config.shots, config.seed))
+    suffix = "" if config.short_classes == "keep" else f"_{config.short_classes}"
+    split_path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}{suffix}.json"
+    split, reused = get_split(split_path, data.draw(config.shots, config.seed, config.short_classes))
     _split_notes(split, split_path)
     projector = config.projector.build(backbone.image_size) if data.info.is_points else None
     views = projector.num_views if projector else None
     encoder = config.encode.encoder(backbone, projector)
     prompts = _prompts(data, config.templates)
     text = backbone.prompt_features(prompts.prompts)
-    betas = config.betas or (1.0, *data.info.default_betas[0])
-    settings = MethodSettings(betas=betas, temperature=config.encode.temperature, seed=config.seed,
-                              device=str(backbone.device), hidden=config.hidden, learn_betas=config.learn_betas,
-                              shared_views=not config.per_view)
-    train = config.train.apply(method_cls.TRAIN) if method_cls.TRAIN else None
-    method = method_cls(settings, views, train)
+    augment = method_cls.default_augment(data.info.name) if config.augment is None else config.augment
+    shots, copies, val = _shot_tokens(encoder, data, split, augment, config.seed, config.eval_only)
+    betas, betas_selection = resolve_betas(config.betas, config.protocol, data.info, val, text,
+                                           config.encode.temperature, views)
+    settings = MethodSettings(
+        dataset=data.info.name, protocol=config.protocol, has_val_split=data.val is not None, betas=betas,
+        betas_selection=betas_selection, temperature=config.encode.temperature, seed=config.seed,
+        device=str(backbone.device), hidden=config.hidden, learn_betas=config.learn_betas,
+        shared_views=not config.per_view, tip=config.tip, features=config.features, augment=augment)
+    defaults = method_cls.train_defaults(data.info.name)
+    method = method_cls(settings, views, config.train.apply(defaults) if defaults else None)
+    test = data.test_split(config.limit)
+    sets = {VAL_SHOTS: val}
+    sources = {s.source for s in method.selections()}
+    if VAL_SPLIT in sources:
+        sets[VAL_SPLIT] = encoder.tokens(data.val, "val split")
+    if TEST_SPLIT in sources:  # a release choice made on test (ORACLE); otherwise test is encoded after fitting
+        sets[TEST_SPLIT] = encoder.tokens(test, "test split")
     meta = {"backbone": backbone.info.name, "weights": backbone.info.weights, "classnames": list(data.train.classnames),
-            "dataset": data.info.name, "views": views, "method": config.method, "prompts": prompts.description}
+            "dataset": data.info.name, "views": views, "method": config.method, "prompts": prompts.description,
+            "features": config.features}
     checkpoint = Path(config.checkpoint) if config.checkpoint else Path("results/fewshot/checkpoints") / \
         f"{data.info.name}_{config.method}_{config.shots}shot_seed{config.seed}.pt"
     if config.eval_only:
         load_checkpoint(checkpoint, expected_meta=meta, module=method.build_module(backbone.embed_dim))
     else:
-        train_tokens, val_tokens = _shot_tokens(encoder, data, split, config.augment, config.seed)
-        method = _fit(method, config.lr_grid, train_tokens, val_tokens, text, 1 + config.augment)
+        method = _fit(method, config.lr_grid, FitData(shots, copies, text, sets))
         if method.module_checkpointed:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
-    test = data.test_split(config.limit)
-    if encoder.cache.dir is not None:
-        batches = encoder.tokens(test, "test split").batches(config.encode.batch_size)
+    if TEST_SPLIT not in sets and encoder.cache.dir is not None:
+        sets[TEST_SPLIT] = encoder.tokens(test, "test split")
+    if TEST_SPLIT in sets:
+        batches = sets[TEST_SPLIT].batches(config.encode.batch_size)
     else:
         batches = encode_batches(backbone, test.batches(encoder.loading))
     scores = _score_test(method, batches, text, len(test), betas, views)
+    selections = method.selections()
     result = {
         "schema": SCHEMA, "dataset": data.info.name, "method": config.method, "shots": config.shots,
-        "seed": config.seed, "num_samples": scores["num_samples"], "num_classes": len(data.train.classnames),
-        "test": scores["method"], "val_top1": method.val_top1,
-        "zero_shot_reference": {"clip": scores["clip"], "calip": {**scores["calip"], "betas": list(betas)}},
+        "seed": config.seed, "protocol": config.protocol, "num_samples": scores["num_samples"],
+        "num_classes": len(data.train.classnames), "test": scores["method"], "val_top1": method.val_top1,
+        "oracle": any(s.oracle for s in selections), "selections": [s.as_dict() for s in selections],
+        "release_reported": _release_reported(method, scores["method"]["top1"]),
+        "zero_shot_reference": {"clip": scores["clip"],
+                                "calip": {**scores["calip"], "betas": list(betas), "betas_selection":
+                                          betas_selection.as_dict()}},
         "split_file": str(split_path), "split_reused": reused,
         "split": {k: v for k, v in asdict(split).items() if k not in ("train", "val", "classnames")},
-        "hyperparameters": {**method.hyperparameters(), "augment": config.augment, "selection": method.selection},
+        "hyperparameters": method.hyperparameters(), "ignored_flags": ignored,
         "checkpoint": str(checkpoint) if method.module_checkpointed else None,
         "history": [r._asdict() for r in method.train_result.history] if method.train_result else None,
         "provenance": provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
-                                 templates=prompts.description, test_split_file=data.test.source,
+                                 device=str(backbone.device), templates=prompts.description,
+                                 test_split_file=data.test.source, limit=config.limit,
+                                 points=data.test.settings if data.info.is_points else None,
                                  data=dataset_provenance(data.info.name, data.root,
                                                          data.test.settings["format"] if data.info.is_points
                                                          else None),

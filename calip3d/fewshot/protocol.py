@@ -2,7 +2,12 @@
 to a JSON split file and reused so that a run is reproducible.
 
 Validation shots come from the dataset's val split where it has one (CoOp's 2D datasets except ImageNet), otherwise
-from the train split without the train shots (ImageNet, whose CoOp val is its test, and the 3D datasets).
+from the train split without the train shots (ImageNet, whose CoOp val is its test, and the 3D datasets); never from
+the test split.
+
+A class with fewer than K items (`short_classes`): "keep" takes all of them, as CoOp does (Dassl's
+`generate_fewshot_dataset` with its default `repeat=False`); "repeat" draws K with replacement, as the copies of
+that sampler in Tip-Adapter and PointCLIP do (`repeat=True`). The choice is saved in the split file.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from typing import Sequence
 
 from ..errors import CalipError
 from ..results import write_json
-from ..sampling import sample_per_class
+from ..sampling import SHORT_CLASSES, sample_per_class
 
-SPLIT_FORMAT = "calip3d.fewshot-split/1"
+SPLIT_FORMAT = "calip3d.fewshot-split/2"
+MAX_VAL_SHOTS = 4  # CoOp: min(K, 4) val shots per class
 
 
 @dataclass
 class FewShotSplit:
     """Indices of the drawn shots. `train` index the train split; `val` index the split named by `val_source`.
-    `ids` digests identify the items (paths or cloud indices and labels) the indices were drawn from."""
+    `ids` digests identify the items (paths or cloud indices and labels) the indices were drawn from. `short` lists
+    the classes with fewer than K train items, handled as `short_classes` says."""
 
     dataset: str
     shots: int
@@ -35,7 +42,8 @@ class FewShotSplit:
     classnames: list[str]
     train_ids: str
     val_ids: str
-    with_replacement: list[str] = field(default_factory=list)  # classes with fewer than K items (CoOp: resampled)
+    short_classes: str = "keep"
+    short: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)  # classes with no train item: only their text features
     format: str = SPLIT_FORMAT
 
@@ -53,24 +61,28 @@ def draw_split(
     seed: int,
     val_labels: Sequence[int] | None = None,
     val_ids: Sequence[object] | None = None,
+    short_classes: str = "keep",
 ) -> FewShotSplit:
     """Draw K train shots per class and min(K, 4) val shots per class (from val when given, else from train
     without the train shots)."""
     if shots < 1:
         raise CalipError(f"--shots must be >= 1, got {shots}")
+    if short_classes not in SHORT_CLASSES:
+        raise CalipError(f"--short-classes must be one of {', '.join(SHORT_CLASSES)}, got {short_classes!r}")
     k = len(classnames)
-    train = sample_per_class(train_labels, shots, seed, num_classes=k)
-    val_shots = min(shots, 4)
+    train = sample_per_class(train_labels, shots, seed, num_classes=k, short_classes=short_classes)
+    val_shots = min(shots, MAX_VAL_SHOTS)
     if val_labels is not None:
-        val = sample_per_class(val_labels, val_shots, seed, num_classes=k)
+        val = sample_per_class(val_labels, val_shots, seed, num_classes=k, short_classes=short_classes)
         val_source, val_digest = "val", digest_ids(val_ids or [])
     else:
-        val = sample_per_class(train_labels, val_shots, seed, num_classes=k, exclude=set(train.indices))
+        val = sample_per_class(train_labels, val_shots, seed, num_classes=k, exclude=set(train.indices),
+                               short_classes=short_classes)
         val_source, val_digest = "train", digest_ids(train_ids)
     return FewShotSplit(
         dataset=dataset, shots=shots, seed=seed, val_shots=val_shots, val_source=val_source,
         train=train.indices, val=val.indices, classnames=list(classnames), train_ids=digest_ids(train_ids),
-        val_ids=val_digest, with_replacement=[classnames[c] for c in train.with_replacement],
+        val_ids=val_digest, short_classes=short_classes, short=[classnames[c] for c in train.short],
         empty=[classnames[c] for c in train.empty],
     )
 
@@ -79,14 +91,20 @@ def save_split(split: FewShotSplit, path: Path) -> Path:
     return write_json(path, asdict(split))
 
 
+_MUST_MATCH = ("format", "dataset", "shots", "seed", "classnames", "train_ids", "val_ids", "val_source",
+               "short_classes")
+
+
 def load_split(path: Path, expected: FewShotSplit) -> FewShotSplit:
-    """Read a saved split; it must have been drawn from the same items with the same shots and seed."""
+    """Read a saved split; it must have been drawn from the same items with the same shots, seed and short-class
+    rule."""
     try:
         data = json.loads(Path(path).read_text())
         split = FewShotSplit(**data)
     except (OSError, json.JSONDecodeError, TypeError) as err:
-        raise CalipError(f"cannot read few-shot split file {path}: {err}") from None
-    for name in ("format", "dataset", "shots", "seed", "classnames", "train_ids", "val_ids", "val_source"):
+        raise CalipError(f"cannot read few-shot split file {path} (format {SPLIT_FORMAT}): {err}; delete it or "
+                         "choose another --split-dir") from None
+    for name in _MUST_MATCH:
         if getattr(split, name) != getattr(expected, name):
             raise CalipError(
                 f"few-shot split file {path} does not match this run ({name} differs: "

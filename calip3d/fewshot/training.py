@@ -68,8 +68,12 @@ class TrainConfig:
             raise CalipError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
 
     def as_dict(self) -> dict[str, Any]:
-        """The settings as recorded in results."""
-        return asdict(self)
+        """The settings that take effect, as recorded in results: SGD's momentum only with SGD, AdamW's eps only with
+        AdamW, the warm-up lr only with warm-up epochs; never where it runs (`device`, `eval_batch_size`)."""
+        unused = {"device", "eval_batch_size", "momentum" if self.optimizer != "sgd" else "adam_eps"}
+        if self.warmup_epochs == 0:
+            unused.add("warmup_lr")
+        return {k: v for k, v in asdict(self).items() if k not in unused}
 
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -189,8 +193,13 @@ def train_classifier(
     loss_fn: LossFn | None = None,
     progress: bool = True,
     desc: str = "training",
+    copies: int = 1,
 ) -> TrainResult:
     """Train the module's trainable parameters with minibatches of `(train_inputs, train_labels)`.
+
+    `copies` > 1: the train rows are that many augmented copies of the same M items, copy after copy (`[A * M]`),
+    and epoch e trains on copy (e - 1) mod A only (per-epoch augmentation by cycling pre-encoded copies; with
+    A >= epochs every epoch sees a fresh draw, as a data loader re-drawing its augmentation does).
 
     Loss: `F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)` unless `loss_fn(logits, y)` is given.
     Learning rate per step: `warmup_epochs` epochs at `warmup_lr`, then cosine from `lr` to 0 (or constant).
@@ -201,6 +210,8 @@ def train_classifier(
     """
     train, y_train, val, y_val = _check_data(train_inputs, train_labels, val_inputs, val_labels)
     has_val = y_val is not None
+    if copies < 1 or y_train.numel() % copies:
+        raise CalipError(f"{y_train.numel()} train rows cannot be {copies} copies of the same items")
     if loss_fn is None:
         def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
@@ -220,11 +231,14 @@ def train_classifier(
     start = time.perf_counter()
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(int(config.seed))
-        train_logits = predict(module, train, text, config.eval_batch_size, device)
-        history = [EpochRecord(0, float(loss_fn(train_logits, y_train)), topk_accuracy(train_logits, y_train),
-                               evaluate())]
+        items = y_train.numel() // copies
+        first = tuple(t[:items] for t in train)
+        train_logits = predict(module, first, text, config.eval_batch_size, device)
+        history = [EpochRecord(0, float(loss_fn(train_logits, y_train[:items])),
+                               topk_accuracy(train_logits, y_train[:items]), evaluate())]
         best_epoch, best_acc, best_state = 0, history[0].val_acc, _cpu_state(module)
-        epochs = _Epochs(module, train, y_train, text, _make_optimizer(params, config), loss_fn, config, device)
+        epochs = _Epochs(module, train, y_train, text, _make_optimizer(params, config), loss_fn, config, device,
+                         copies)
         bar = tqdm(range(1, config.epochs + 1), desc=desc, unit="epoch", disable=not progress, leave=False,
                    dynamic_ncols=True)
         for epoch in bar:
@@ -244,20 +258,24 @@ class _Epochs:
     """One training epoch after another: seeded shuffling, per-step learning rate, minibatch updates."""
 
     def __init__(self, module: nn.Module, train: tuple[torch.Tensor, ...], labels: torch.Tensor, text: torch.Tensor,
-                 optimizer: torch.optim.Optimizer, loss_fn: LossFn, config: TrainConfig, device: torch.device):
+                 optimizer: torch.optim.Optimizer, loss_fn: LossFn, config: TrainConfig, device: torch.device,
+                 copies: int = 1):
         self.module, self.train, self.labels, self.text = module, train, labels, text
         self.optimizer, self.loss_fn, self.config, self.device = optimizer, loss_fn, config, device
-        n, size = labels.numel(), config.batch_size
+        self.items, self.copies, size = labels.numel() // copies, copies, config.batch_size
+        n = self.items
         self.batches = n // size if config.drop_last and n >= size else math.ceil(n / size)
         self.total_steps, self.warmup_steps = config.epochs * self.batches, config.warmup_epochs * self.batches
         self.generator = torch.Generator().manual_seed(int(config.seed))
-        self.step = 0
+        self.step = self.epoch = 0
 
     def run(self) -> tuple[float, float]:
-        """Train one epoch; (mean minibatch loss, train accuracy in percent)."""
+        """Train one epoch on the next copy; (mean minibatch loss, train accuracy in percent)."""
         config, size = self.config, self.config.batch_size
         self.module.train()
-        order = torch.randperm(self.labels.numel(), generator=self.generator)[: self.batches * size]
+        offset = (self.epoch % self.copies) * self.items
+        self.epoch += 1
+        order = offset + torch.randperm(self.items, generator=self.generator)[: self.batches * size]
         loss_sum, correct, seen = 0.0, 0.0, 0
         for rows in order.split(size):
             for group in self.optimizer.param_groups:
