@@ -14,9 +14,9 @@ from calip3d.errors import run_cli
 from calip3d.zeroshot import EvalConfig, SearchConfig, TuneConfig, run_eval
 
 from .flags import (
-    add_backbone_flags, add_cache_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
-    check_minimums, encode_config, new_parser, output_name, parse_betas, parse_positive_list, parse_view_weights,
-    point_settings, projector_config,
+    add_backbone_flags, add_cache_flags, add_point_flags, add_projector_flags, add_scale_flags, add_temperature_flag,
+    backbone_config, check_minimums, distributed_session, encode_config, new_parser, output_name, parse_betas,
+    parse_positive_list, parse_view_weights, point_settings, projector_config,
 )
 
 DATASETS_HELP = ("2D: imagenet, caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft, sun397, "
@@ -42,6 +42,7 @@ def build_parser(prog: str = "calip3d eval") -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help=DATASETS_HELP)
     parser.add_argument("--data-root", required=True, help="folder holding the dataset folders (see data/README.md)")
     add_backbone_flags(parser)
+    add_scale_flags(parser)
     parser.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (quick looks)")
     calip = parser.add_argument_group("CALIP")
@@ -94,11 +95,14 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d eval") -> int:
     args = build_parser(prog).parse_args(argv)
     config = eval_config(args)
-    result = run_eval(config, backbone_config(args).load())
-    print(result.table())
-    output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")
-    result.write_json(output)
-    print(f"results written to {output}")
+    with distributed_session(args) as ranks:
+        result = run_eval(config, backbone_config(args, ranks).load())
+        if result is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
+            return 0
+        print(result.table())
+        output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")
+        result.write_json(output)
+        print(f"results written to {output}")
     return 0
 
 

@@ -18,8 +18,9 @@ from calip3d.fewshot.methods import METHODS
 from calip3d.results import write_json
 
 from .flags import (
-    add_backbone_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums,
-    encode_config, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
+    add_backbone_flags, add_point_flags, add_projector_flags, add_scale_flags, add_temperature_flag, backbone_config,
+    check_minimums, distributed_session, encode_config, new_parser, parse_betas, parse_positive_list, point_settings,
+    projector_config,
 )
 
 
@@ -31,6 +32,7 @@ def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="seed of the shot draw and of training")
     parser.add_argument("--method", choices=tuple(METHODS), default="calip-fs", help="method to train and evaluate")
     add_backbone_flags(parser)
+    add_scale_flags(parser)
     train = parser.add_argument_group("training (defaults: each method's own; choose on val)")
     train.add_argument("--epochs", type=int, default=None,
                        help="epochs (default: 100 for calip-fs, 20 for tip-adapter-f, 250 for pointclip-adapter)")
@@ -97,16 +99,20 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d fewshot") -> int:
     args = build_parser(prog).parse_args(argv)
     config = fewshot_config(args)
-    result, _ = run_fewshot(config, backbone_config(args).load())
-    output = Path(args.output) if args.output else \
-        Path("results/fewshot") / f"{result['dataset']}_{args.method}_{args.shots}shot_seed{args.seed}.json"
-    write_json(output, result)
-    val = result["val_top1"]
-    test, zs = result["test"], result["zero_shot_reference"]
-    print(f"{result['dataset']} {args.shots}-shot seed {args.seed}: {args.method} test top-1 {test['top1']:.2f} "
-          f"(top-5 {test['top5']:.2f}, val {'-' if val is None else f'{val:.2f}'}); zero-shot CLIP "
-          f"{zs['clip']['top1']:.2f}, CALIP {zs['calip']['top1']:.2f}")
-    print(f"results written to {output}")
+    with distributed_session(args) as ranks:
+        outcome = run_fewshot(config, backbone_config(args, ranks).load())
+        if outcome is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
+            return 0
+        result, _ = outcome
+        output = Path(args.output) if args.output else \
+            Path("results/fewshot") / f"{result['dataset']}_{args.method}_{args.shots}shot_seed{args.seed}.json"
+        write_json(output, result)
+        val = result["val_top1"]
+        test, zs = result["test"], result["zero_shot_reference"]
+        print(f"{result['dataset']} {args.shots}-shot seed {args.seed}: {args.method} test top-1 {test['top1']:.2f} "
+              f"(top-5 {test['top5']:.2f}, val {'-' if val is None else f'{val:.2f}'}); zero-shot CLIP "
+              f"{zs['clip']['top1']:.2f}, CALIP {zs['calip']['top1']:.2f}")
+        print(f"results written to {output}")
     return 0
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..backbone import CLIPBackbone
 from ..datasets import DatasetInfo, Split, get_dataset, load_split
-from ..encoding import EncodedBatch, Encoder, Tokens, collect, encode_batches
+from ..distributed import Progress, current
+from ..encoding import EncodedBatch, Encoder, Tokens, collect
 from ..errors import CalipError
 from ..metrics import topk_accuracy
 from ..prompts import PromptSet, build_prompts, pointclip_fewshot_prompts
@@ -93,19 +94,25 @@ def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, train: Tokens
 
 
 def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augment: int,
-                 seed: int) -> tuple[Tokens, Tokens]:
-    """(train tokens: the shots then `augment` augmented copies, val tokens), never skipping an unreadable shot."""
+                 seed: int) -> tuple[Tokens, Tokens] | None:
+    """(train tokens: the shots then `augment` augmented copies, val tokens), never skipping an unreadable shot; None
+    on the ranks of a torchrun job other than 0."""
     shots = replace(encoder, loading=replace(encoder.loading, skip_bad_files=False))
     train = data.train.subset(split.train)
     parts = [shots.tokens(train, "train shots")]
     parts += [shots.tokens(train.augmented(seed * 1000 + copy), f"augmented copy {copy + 1}") for copy in range(augment)]
     val_pool = data.val if split.val_source == "val" else data.train
-    return Tokens.concat(parts), shots.tokens(val_pool.subset(split.val), "val shots")
+    val = shots.tokens(val_pool.subset(split.val), "val shots")
+    return (Tokens.concat(parts), val) if encoder.ranks.main else None
 
 
-def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: torch.Tensor, total: int,
-                zs_betas: tuple[float, float, float], views: int | None) -> dict[str, Any]:
-    """The method's and the zero-shot references' logits of every test batch, then their accuracies."""
+def _score_test(encoder: Encoder, method: FewShotMethod, test: Split, text: torch.Tensor, batch_size: int,
+                zs_betas: tuple[float, float, float], views: int | None) -> dict[str, Any] | None:
+    """The method's and the zero-shot references' logits of every test item, then their accuracies. Without a cache
+    the test split is encoded and scored batch by batch (each rank its shard, with rank 0's fitted method); with one,
+    rank 0 scores the cached tokens. None on the ranks of a torchrun job other than 0."""
+    method = encoder.ranks.share(method)
+    method.settings = replace(method.settings, device=str(encoder.backbone.device))  # this rank's device
 
     def reduce(batch: EncodedBatch) -> dict[str, torch.Tensor]:
         clip, calip = zero_shot_logits(batch.global_feats, batch.spatial_feats, text, zs_betas,
@@ -113,23 +120,33 @@ def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: to
         return {"method": method.logits(batch.global_feats, batch.spatial_feats, text), "clip": clip,
                 "calip": calip}
 
-    outs = collect(batches, reduce, total, "test")
+    if encoder.cache.dir is None:
+        outs = encoder.map(test, reduce, "test")
+    else:
+        tokens = encoder.tokens(test, "test split")
+        with Progress(0 if tokens is None else len(tokens), "test") as progress:
+            outs = None if tokens is None else collect(tokens.batches(batch_size), reduce, progress)
+    if outs is None:
+        return None
     labels = outs["labels"]
     scores: dict[str, Any] = {key: {"top1": topk_accuracy(outs[key], labels, 1),
                                     "top5": topk_accuracy(outs[key], labels, 5)} for key in ("method", "clip", "calip")}
     return {**scores, "num_samples": int(labels.numel())}
 
 
-def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str, Any], Path]:
+def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str, Any], Path] | None:
     """Draw (or reuse) the split, encode the shots, fit the method, score the test split. Returns the result (schema
-    `calip3d.fewshot/1`) and the split file."""
+    `calip3d.fewshot/1`) and the split file. In a torchrun job (`calip3d.distributed.session`) every rank encodes its
+    shards, rank 0 alone fits the method, writes the split file and checkpoint and returns the result; the other ranks
+    score their test shard with rank 0's method and return None."""
     method_cls = get_method(config.method)
     _note_ignored(config, method_cls)
     if config.eval_only and not method_cls.module_checkpointed:
         raise CalipError("--eval-only loads a trained module: use it with --method calip-fs or pointclip-adapter")
     data = FewShotData.load(config)
     split_path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}.json"
-    split, reused = get_split(split_path, data.draw(config.shots, config.seed))
+    ranks = current()
+    split, reused = ranks.agree(get_split(split_path, data.draw(config.shots, config.seed)) if ranks.main else None)
     if split.with_replacement:
         print(f"note: {len(split.with_replacement)} class(es) have fewer than {config.shots} train items and were "
               f"sampled with replacement (listed in {split_path})", file=sys.stderr)
@@ -154,16 +171,14 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     if config.eval_only:
         load_checkpoint(checkpoint, expected_meta=meta, module=method.build_module(backbone.embed_dim))
     else:
-        train_tokens, val_tokens = _shot_tokens(encoder, data, split, config.augment, config.seed)
-        method = _fit(method, config.lr_grid, train_tokens, val_tokens, text, 1 + config.augment)
-        if method.module_checkpointed:
-            save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
-    test = data.test_split(config.limit)
-    if encoder.cache.dir is not None:
-        batches = encoder.tokens(test, "test split").batches(config.encode.batch_size)
-    else:
-        batches = encode_batches(backbone, test.batches(encoder.loading))
-    scores = _score_test(method, batches, text, len(test), betas, views)
+        shot_tokens = _shot_tokens(encoder, data, split, config.augment, config.seed)
+        if shot_tokens is not None:  # rank 0 (the other ranks get its fitted method in _score_test)
+            method = _fit(method, config.lr_grid, *shot_tokens, text, 1 + config.augment)
+            if method.module_checkpointed:
+                save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
+    scores = _score_test(encoder, method, data.test_split(config.limit), text, config.encode.batch_size, betas, views)
+    if scores is None:
+        return None
     result = {
         "schema": SCHEMA, "dataset": data.info.name, "method": config.method, "shots": config.shots,
         "seed": config.seed, "num_samples": scores["num_samples"], "num_classes": len(data.train.classnames),
@@ -176,6 +191,7 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         "history": [r._asdict() for r in method.train_result.history] if method.train_result else None,
         "provenance": provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
                                  templates=prompts.description, test_split_file=data.test.source,
-                                 projector=projector.describe() if projector else None),
+                                 projector=projector.describe() if projector else None, **encoder.distribution(),
+                                 compiled=backbone.compiled),
     }
     return result, split_path
