@@ -46,8 +46,8 @@ class Ranks:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
     timeout: timedelta = DEFAULT_TIMEOUT
-    store: Any = None
-    _counters: int = 0
+    store: Any = field(default=None, repr=False)
+    counters: int = field(default=0, init=False, repr=False)
 
     @property
     def main(self) -> bool:
@@ -128,8 +128,8 @@ class Ranks:
                 return total[0]
 
             return add_local
-        self._counters += 1
-        key = f"items/{self._counters}"
+        self.counters += 1
+        key = f"items/{self.counters}"
         return lambda n: int(self.store.add(key, n))
 
 

@@ -218,8 +218,11 @@ class HostCopies:
         copies, event = self.pending
         if event is not None:
             event.synchronize()
-        for key, value in copies.items():  # pinned staging memory is handed back to the allocator
-            self.parts.setdefault(key, []).append(value.clone() if event is not None else value)
+        for key, value in copies.items():
+            # a copy of pinned staging memory (handed back to the allocator), or of a CPU view that would keep its
+            # batch's whole token tensor alive (the global token of `[B, 1+N, D]`)
+            owned = event is not None or value.untyped_storage().nbytes() > value.numel() * value.element_size()
+            self.parts.setdefault(key, []).append(value.clone() if owned else value)
         self.pending = None
 
     def result(self) -> dict[str, torch.Tensor] | None:
@@ -339,6 +342,7 @@ class Encoder:
             return 0, None
         part = split if len(rows) == len(split) else split.subset(rows)
         loading = replace(self.loading, offset=rows.start % self.loading.batch_size)
+        # compiled: every batch padded to one shape, so the graph compiles once
         grid = Grid(self.loading.batch_size, len(split), rows.start, pad_tail=self.backbone.compiled)
         return len(rows), collect(encode_batches(self.backbone, part.batches(loading), grid), reduce, progress)
 

@@ -108,6 +108,57 @@ def test_each_item_is_encoded_as_in_one_process_whatever_the_shards(world, one_t
         assert torch.equal(merged[key], whole[key]), key
 
 
+class RankZeroOfTwo(Ranks):
+    """Rank 0 of a 2-rank job without processes: rank 1's encoded part is `other`, or rank 1 died (None)."""
+
+    def __init__(self, other: tuple[int, dict[str, torch.Tensor] | None] | None) -> None:
+        super().__init__(rank=0, world_size=2, store=Counts())
+        self.other = other
+
+    def agree(self, value: Any) -> Any:
+        return value
+
+    def gather(self, value: Any) -> list[Any]:
+        if self.other is None:
+            raise RuntimeError("rank 1 is gone")
+        return [value, self.other]
+
+
+class Counts(dict):
+    """The store's `add`, in memory."""
+
+    def add(self, key: str, n: int) -> int:
+        self[key] = self.get(key, 0) + n
+        return self[key]
+
+
+def test_an_interrupted_job_resumes_from_its_shard_entries(tmp_path, one_thread):
+    """Rank 0 wrote its shard entry before rank 1 died; the rerun reuses it (0 items encoded), writes the merged
+    entry under the one-process key, equal to one process's, and removes the shard entry."""
+    backbone = CLIPBackbone(build_tiny("resnet", 1))
+    split = Images(torch.randn(11, 3, 64, 64, generator=torch.Generator().manual_seed(1)))
+    text = torch.nn.functional.normalize(torch.randn(5, 32, generator=torch.Generator().manual_seed(2)), dim=-1)
+    loading = Loading(None, None, batch_size=4, workers=0, device=torch.device("cpu"), image_size=64)
+
+    def encoder(ranks: Ranks, folder: str) -> Encoder:
+        return Encoder(backbone, loading, 0.5, FeatureCache(tmp_path / folder), ranks)
+
+    one = encoder(Ranks(), "one").terms(split, text, "p", "test")
+    rank1 = encoder(Ranks(rank=1, world_size=2), "unused")._encode(split, terms_reducer(text, 0.5),
+                                                                    Progress(11, "test"))
+    with pytest.raises(RuntimeError, match="rank 1 is gone"):
+        encoder(RankZeroOfTwo(None), "two").terms(split, text, "p", "test")
+    (shard,) = (tmp_path / "two").glob("terms-*.pt")  # rank 0's shard, items 0..5
+    assert torch.load(shard, weights_only=True)["spec"]["rows"] == [0, 6]
+
+    rerun = encoder(RankZeroOfTwo(rank1), "two")
+    two = rerun.terms(split, text, "p", "test")
+    assert rerun.items_per_rank == [0, 5] and rerun.cache.last_status == "miss"
+    assert [f.name for f in (tmp_path / "two").glob("*.pt")] == [f.name for f in (tmp_path / "one").glob("*.pt")]
+    for key, value in one.tensors().items():
+        assert torch.equal(two.tensors()[key], value), key
+
+
 # ------------------------------------------------------------------------------------------------ torchrun jobs
 
 

@@ -444,20 +444,21 @@ def collate_bytes(batch: Sequence[tuple[torch.Tensor, int, int] | None]) -> tupl
 @dataclass(frozen=True)
 class TensorTransform:
     """A model's validation transform (resize the shortest side, centre crop, to [0, 1], normalise) applied to uint8
-    image tensors `[3, H, W]` on any device: the same steps as on PIL images, with torchvision's antialiased tensor
-    resize (within 2/255 of PIL's per pixel, see tests/test_decode.py)."""
+    image tensors `[3, H, W]` on a device: the same steps as on PIL images, with torchvision's antialiased tensor
+    resize (within 2/255 of PIL's per pixel, see tests/test_decode.py). `mean` and `std` `[3, 1, 1]` live on the
+    device."""
 
     resize: Any
     interpolation: Any
     max_size: int | None
     crop: Any
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    mean: torch.Tensor
+    std: torch.Tensor
 
     @classmethod
-    def of(cls, transform: Any) -> "TensorTransform":
+    def of(cls, transform: Any, device: torch.device) -> "TensorTransform":
         """The steps of a torchvision `Compose` of Resize, CenterCrop, RGB conversion, ToTensor and Normalize (open_clip's
-        validation transform); any other step is a `CalipError`."""
+        validation transform), for images on `device`; any other step is a `CalipError`."""
         from torchvision import transforms as T
 
         found: dict[str, Any] = {}
@@ -467,7 +468,7 @@ class TensorTransform:
             elif isinstance(step, T.CenterCrop):
                 found["crop"] = step.size
             elif isinstance(step, T.Normalize):
-                found["mean"], found["std"] = tuple(step.mean), tuple(step.std)
+                found["mean"], found["std"] = step.mean, step.std
             elif not (isinstance(step, T.ToTensor) or "convert" in type(step).__name__.lower()
                       or "convert" in getattr(step, "__name__", "")):
                 raise CalipError(f"--decode-on-device reproduces Resize, CenterCrop, ToTensor and Normalize; this "
@@ -476,7 +477,8 @@ class TensorTransform:
             raise CalipError(f"--decode-on-device needs a transform with Resize, CenterCrop and Normalize, got "
                              f"{transform!r}")
         resize = found["resize"]
-        return cls(resize.size, resize.interpolation, resize.max_size, found["crop"], found["mean"], found["std"])
+        mean, std = (torch.tensor(found[k], dtype=torch.float32).view(-1, 1, 1).to(device) for k in ("mean", "std"))
+        return cls(resize.size, resize.interpolation, resize.max_size, found["crop"], mean, std)
 
     def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """uint8 images `[3, H_i, W_i]` -> float32 `[B, 3, S, S]`, on their device."""
@@ -484,10 +486,7 @@ class TensorTransform:
 
         crops = [TF.center_crop(TF.resize(image, self.resize, interpolation=self.interpolation, max_size=self.max_size,
                                           antialias=True), self.crop) for image in images]
-        batch = torch.stack(crops).float().div_(255)
-        mean = torch.tensor(self.mean, device=batch.device)[:, None, None]
-        std = torch.tensor(self.std, device=batch.device)[:, None, None]
-        return batch.sub_(mean).div_(std)
+        return torch.stack(crops).float().div_(255).sub_(self.mean).div_(self.std)
 
 
 def decode_images(datas: Sequence[torch.Tensor], paths: Sequence[str], device: torch.device,
@@ -523,7 +522,7 @@ def device_image_batches(items: Sequence[tuple[str, int]], loading: Loading) -> 
     """`image_batches` with decoding and transforms on `loading.device`: the workers read the files' bytes, then each
     batch is decoded there (`decode_images`) and resized, cropped and normalised as `loading.transform` does
     (`TensorTransform`)."""
-    transform = TensorTransform.of(loading.transform)
+    transform = TensorTransform.of(loading.transform, loading.device)
     loader = DataLoader(ImageBytesDataset(list(items), skip_bad_files=loading.skip_bad_files),
                         batch_sampler=loading.batch_rows(len(items)), num_workers=loading.workers,
                         collate_fn=collate_bytes)

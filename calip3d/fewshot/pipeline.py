@@ -111,16 +111,15 @@ def _score_test(encoder: Encoder, method: FewShotMethod, test: Split, text: torc
     """The method's and the zero-shot references' logits of every test item, then their accuracies. Without a cache
     the test split is encoded and scored batch by batch (each rank its shard, with rank 0's fitted method); with one,
     rank 0 scores the cached tokens. None on the ranks of a torchrun job other than 0."""
-    method = encoder.ranks.share(method)
-    method.settings = replace(method.settings, device=str(encoder.backbone.device))  # this rank's device
-
     def reduce(batch: EncodedBatch) -> dict[str, torch.Tensor]:
         clip, calip = zero_shot_logits(batch.global_feats, batch.spatial_feats, text, zs_betas,
                                        method.settings.temperature, views)
         return {"method": method.logits(batch.global_feats, batch.spatial_feats, text), "clip": clip,
                 "calip": calip}
 
-    if encoder.cache.dir is None:
+    if encoder.cache.dir is None:  # `reduce` uses rank 0's fitted method, on this rank's device
+        method = encoder.ranks.share(method)
+        method.settings = replace(method.settings, device=str(encoder.backbone.device))
         outs = encoder.map(test, reduce, "test")
     else:
         tokens = encoder.tokens(test, "test split")
