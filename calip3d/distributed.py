@@ -162,6 +162,7 @@ def current() -> Ranks:
 
 
 def launched_by_torchrun() -> bool:
+    """Whether this process is one of several started by torchrun (its environment says `WORLD_SIZE` > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 

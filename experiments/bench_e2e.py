@@ -198,7 +198,7 @@ def table(title: str, unit: str, rows: list[tuple[str, float]]) -> str:
     base = rows[0][1]
     lines = [title, f"{'measurement':58s} {unit + '/s':>10s} {'ratio':>6s}"]
     for label, value in rows:
-        numbers = "" if value != value else f" {value:10.1f} {value / base:6.3f}"
+        numbers = "" if value != value else f" {value:10.3g} {value / base:6.3f}"
         lines.append(f"{label:58s}{numbers}")
     return "\n".join(lines)
 
