@@ -106,6 +106,7 @@ class CLIPBackbone(torch.nn.Module):
         self.tokenizer = tokenizer or _default_tokenizer(model)
         self.transform = transform if transform is not None else _val_transform(model, None)
         self._info = info
+        self._compiled_tokens: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def info(self) -> "BackboneInfo":
@@ -157,6 +158,17 @@ class CLIPBackbone(torch.nn.Module):
         """The image tower's compute dtype (its first convolution's; open_clip keeps some parameters in fp32)."""
         return self.visual.conv1.weight.dtype
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the image tower runs through `torch.compile` (`compile_image_tower`)."""
+        return self._compiled_tokens is not None
+
+    def compile_image_tower(self) -> "CLIPBackbone":
+        """Run the image tower (and the spatial-token head) through `torch.compile` from now on: the first batch of
+        each shape compiles, later ones run the compiled graph. Returns self."""
+        self._compiled_tokens = torch.compile(self._image_tokens, dynamic=False)
+        return self
+
     @torch.no_grad()
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Images `[B, 3, S, S]` -> (global `[B, D]`, spatial `[B, N, D]`), both L2-normalised per row."""
@@ -167,11 +179,15 @@ class CLIPBackbone(torch.nn.Module):
     def encode_image_norms(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`encode_image` plus the global feature's norm before normalisation `[B]` (float32): `global * norm` is
         CLIP's raw image feature, which some released baselines use."""
-        images = images.to(device=self.device, dtype=self.dtype)
-        tokens = self._resnet_tokens(images) if self.architecture == "resnet" else self._vit_tokens(images)
+        images = images.to(device=self.device, dtype=self.dtype, non_blocking=True)
+        tokens = (self._compiled_tokens or self._image_tokens)(images)
         norms = tokens[:, 0].float().norm(dim=-1)
         tokens = F.normalize(tokens, dim=-1)
         return tokens[:, 0], tokens[:, 1:], norms
+
+    def _image_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The global token then the spatial tokens, `[B, 1+N, D]`, not normalised."""
+        return self._resnet_tokens(images) if self.architecture == "resnet" else self._vit_tokens(images)
 
     @torch.no_grad()
     def encode_global(self, images: torch.Tensor) -> torch.Tensor:
@@ -375,7 +391,7 @@ class BackboneConfig:
     """Which model and weights to load, and where: the arguments of `load_backbone` as a typed config.
 
     `pretrained` None = random weights (timing only); `precision` None = `default_precision(device)`; `quick_gelu`
-    None = automatic (see `load_backbone`)."""
+    None = automatic (see `load_backbone`); `compile`: the image tower through `torch.compile`."""
 
     name: str = "RN50"
     pretrained: str | None = "openai"
@@ -383,6 +399,7 @@ class BackboneConfig:
     weights_cache: str | None = None
     device: str = "auto"
     precision: str | None = None
+    compile: bool = False
 
     def load(self) -> "CLIPBackbone":
         """The loaded backbone (its `transform` and `info` attached)."""
@@ -390,7 +407,7 @@ class BackboneConfig:
         backbone, _, _ = load_backbone(self.name, self.pretrained, device=device,
                                        precision=self.precision or default_precision(device),
                                        quick_gelu=self.quick_gelu, cache_dir=self.weights_cache)
-        return backbone
+        return backbone.compile_image_tower() if self.compile else backbone
 
 
 def load_backbone(

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -129,14 +129,8 @@ class FeatureCache:
         blob = {"format": CACHE_FORMAT, "spec": plain_spec(spec), "tensors": tensors, "digest": tensors_digest(tensors)}
         return atomic_torch_save(blob, path)
 
-    def get_or_compute(self, spec: dict[str, Any], compute: Callable[[], T], cls: type[T], what: str = "") -> T:
-        """The cached value for `spec`, else `compute()`, saved (`what` names it in announcements). `last_status`
-        keeps the lookup's result."""
-        cached = self.load(spec, cls)
-        if cached is not None:
-            return cached
-        status = self.last_status
-        value = compute()
-        self.save(spec, value, what)
-        self.last_status = status
-        return value
+    def remove(self, spec: dict[str, Any]) -> None:
+        """Delete the entry of `spec`, if any."""
+        path = self.path(spec)
+        if path is not None:
+            path.unlink(missing_ok=True)

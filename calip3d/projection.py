@@ -154,6 +154,14 @@ class _MultiViewProjector(ABC):
             self._matrix_cache[key] = euler_to_matrix(table).transpose(1, 2).contiguous()
         return self._matrix_cache[key]
 
+    def _vector(self, values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+        """`values` `[n]` in `like`'s dtype on its device (cached: no host-to-device copy, which would make the host
+        wait for the device, per batch)."""
+        key = ("vector", tuple(values), like.dtype, like.device)
+        if key not in self._matrix_cache:
+            self._matrix_cache[key] = torch.tensor(key[1], dtype=like.dtype).to(like.device)
+        return self._matrix_cache[key]
+
     @abstractmethod
     def depth_maps(self, points: torch.Tensor) -> torch.Tensor:
         """`[B, P, 3]` -> `[B, V, H, W]`."""
@@ -231,8 +239,7 @@ class PointCLIPProjector(_MultiViewProjector):
         """`[B, P, 3]` -> camera coordinates `[B, V, P, 3]` (rotated, z moved by `distance`)."""
         points = _check_points(points)
         cam = torch.matmul(points.unsqueeze(1), self._rotations_t(self.angles, points))
-        shift = torch.tensor([0.0, 0.0, self.distance], dtype=cam.dtype, device=cam.device)
-        return cam + shift
+        return cam + self._vector((0.0, 0.0, self.distance), cam)
 
     def depth_maps(self, points: torch.Tensor) -> torch.Tensor:
         """`[B, P, 3]` -> `[B, V, R, R]` depth maps (row from x, column from y; empty pixels 0)."""
@@ -370,7 +377,7 @@ class RealisticProjector(_MultiViewProjector):
         points = _check_points(points)
         cam = torch.matmul(points.unsqueeze(1), self._rotations_t(self.angles, points))
         cam = torch.matmul(cam, self._rotations_t(self.tilts, points))
-        return cam - torch.tensor(self.translation, dtype=cam.dtype, device=cam.device)
+        return cam - self._vector(self.translation, cam)
 
     def quantize(self, cam: torch.Tensor) -> torch.Tensor:
         """Camera points `[..., P, 3]` -> grid `[..., D, R, R]` (rows from x, columns from y; max per voxel)."""

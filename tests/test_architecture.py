@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "calip3d"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "atomic", "metrics", "sampling", "pointops", "presets"),
     ("attention", "search", "aggregation"),
-    ("projection", "backbone", "cache", "encoding"),
+    ("projection", "backbone", "cache", "distributed", "encoding"),
     ("datasets", "io", "prompts", "results", "fetch", "reference"),
     ("zeroshot", "fewshot", "explain", "figures", "tables"),
     ("cli",),

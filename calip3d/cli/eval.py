@@ -7,7 +7,6 @@ changes only betas, view weights or the tuning protocol costs seconds.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,9 +16,9 @@ from calip3d.tables import build_table, chart_rows, entries_from_result
 from calip3d.zeroshot import EvalConfig, SearchConfig, TuneConfig, run_eval
 
 from .flags import (
-    add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
-    check_minimums, encode_config, ensure_data, new_parser, output_name, parse_betas, parse_positive_list, parse_view_weights,
-    point_settings, projector_config,
+    add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags,
+    add_temperature_flag, check_minimums, encode_config, new_parser, output_name, parse_betas, parse_positive_list,
+    parse_view_weights, point_settings, projector_config, run_pipeline,
 )
 
 DATASETS_HELP = ("2D: imagenet, caltech101, oxford_pets, stanford_cars, oxford_flowers, food101, fgvc_aircraft, sun397, "
@@ -45,6 +44,7 @@ def build_parser(prog: str = "calip3d eval") -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help=DATASETS_HELP)
     add_data_flags(parser)
     add_backbone_flags(parser)
+    add_scale_flags(parser)
     parser.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to evaluate")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (quick looks)")
     calip = parser.add_argument_group("CALIP")
@@ -99,8 +99,9 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d eval") -> int:
     args = build_parser(prog).parse_args(argv)
     config = eval_config(args)
-    config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format))
-    result = run_eval(config, backbone_config(args).load())
+    result = run_pipeline(args, config, run_eval)
+    if result is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
+        return 0
     print(result.table())
     output = Path(args.output or f"results/{args.dataset}_{output_name(args.backbone)}_{args.split}.json")
     result.write_json(output)

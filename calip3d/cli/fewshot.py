@@ -11,7 +11,6 @@ reads test labels ORACLE.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -24,8 +23,9 @@ from calip3d.results import write_json
 from calip3d.sampling import SHORT_CLASSES
 
 from .flags import (
-    add_backbone_flags, add_data_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums,
-    encode_config, ensure_data, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
+    add_backbone_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags, add_temperature_flag,
+    check_minimums, encode_config, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
+    run_pipeline,
 )
 
 
@@ -61,6 +61,7 @@ def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
                              "or draw K with replacement (Tip-Adapter's and PointCLIP's copies, repeat=True) "
                              "(default: keep)")
     add_backbone_flags(parser)
+    add_scale_flags(parser)
     train = parser.add_argument_group("training (defaults: each method's own, as released)")
     train.add_argument("--epochs", type=int, default=None,
                        help="epochs (default: 100 for calip-fs, 20 for tip-adapter-f (EuroSAT: 100, as released), "
@@ -149,8 +150,10 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d fewshot") -> int:
     args = build_parser(prog).parse_args(argv)
     config = fewshot_config(args)
-    config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format))
-    result, _ = run_fewshot(config, backbone_config(args).load())
+    outcome = run_pipeline(args, config, run_fewshot)
+    if outcome is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
+        return 0
+    result, _ = outcome
     output = Path(args.output) if args.output else \
         Path("results/fewshot") / f"{result['dataset']}_{args.method}_{args.shots}shot_seed{args.seed}.json"
     write_json(output, result)

@@ -7,16 +7,24 @@ projects 10 views, `eval` 6).
 from __future__ import annotations
 
 import argparse
+import contextlib
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+import torch
 
 from calip3d.backbone import BackboneConfig
 from calip3d.datasets import PointSettings
+from calip3d.distributed import DEFAULT_TIMEOUT, Ranks, session
 from calip3d.encoding import EncodeConfig, default_workers
 from calip3d.errors import CalipError, check_at_least
 from calip3d.fetch import data_root, ensure_dataset
 from calip3d.presets import CALIP_TEMPERATURE
 from calip3d.projection import ProjectorConfig
+
+T = TypeVar("T")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -94,12 +102,23 @@ def add_data_flags(parser: argparse.ArgumentParser, download: bool = True) -> No
                                  "$CALIP3D_MIRROR, comma-separated)")
 
 
-def ensure_data(args: argparse.Namespace, dataset: str, fmt: str | None = None) -> str:
+def ensure_data(args: argparse.Namespace, dataset: str, fmt: str | None = None, ranks: Ranks | None = None) -> str:
     """The data root, once `dataset` is usable there: downloaded (progress on stderr) when missing, unless
-    `--no-download` or CALIP3D_OFFLINE=1, which give the expected layout and the `calip3d fetch` command instead."""
+    `--no-download` or CALIP3D_OFFLINE=1, which give the expected layout and the `calip3d fetch` command instead. Under
+    torchrun with several ranks a missing dataset is that error too (the ranks would download it side by side)."""
     root = data_root(args.data_root)
-    ensure_dataset(dataset, root, download=not args.no_download, mirrors=args.mirror, fmt=fmt)
+    several = ranks is not None and ranks.world_size > 1
+    ensure_dataset(dataset, root, download=not args.no_download and not several, mirrors=args.mirror, fmt=fmt,
+                   no_download_reason="several ranks under torchrun" if several else "--no-download")
     return str(root)
+
+
+def run_pipeline(args: argparse.Namespace, config: Any, pipeline: Callable[[Any, Any], T]) -> T | None:
+    """Join the torchrun job this process belongs to (if any), make the dataset present under the data root, load the
+    backbone on this rank's device and run `pipeline(config, backbone)`; None on the ranks other than 0."""
+    with distributed_session(args) as ranks:
+        config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format, ranks))
+        return pipeline(config, backbone_config(args, ranks).load())
 
 
 def add_backbone_flags(parser: argparse.ArgumentParser) -> None:
@@ -117,18 +136,48 @@ def add_backbone_flags(parser: argparse.ArgumentParser) -> None:
                             "(automatic for the 'openai' tag and OpenAI's TorchScript .pt files)")
     group.add_argument("--cache-dir-weights", dest="weights_cache", default=None,
                        help="where open_clip/huggingface look for downloaded weights (default: the HF hub cache)")
-    group.add_argument("--device", default="auto", help="torch device: auto (cuda when available), cpu, cuda, cuda:1")
+    group.add_argument("--device", default="auto",
+                       help="torch device: auto (cuda when available), cpu, cuda, cuda:1; under torchrun, auto and cuda "
+                            "mean each rank's own GPU (cuda:LOCAL_RANK)")
     group.add_argument("--precision", choices=("fp32", "fp16", "bf16"), default=None,
                        help="model precision (default: fp16 on CUDA, fp32 on CPU); CALIP's softmax runs in fp32")
+    group.add_argument("--compile", action="store_true",
+                       help="run the image tower through torch.compile (the first batch compiles; terms within 1e-4 "
+                            "of the eager ones; see experiments/bench_e2e.py for when it is faster)")
     group.add_argument("--batch-size", type=int, default=64, help="encoding batch size (default: 64)")
-    group.add_argument("--workers", type=int, default=default_workers(),
-                       help="image-loading worker processes (default: min(4, CPUs))")
+    group.add_argument("--workers", type=int, default=None,
+                       help=f"image-loading worker processes (default: min(4, CPUs) on the CPU, here "
+                            f"{default_workers(torch.device('cpu'))}; with a GPU, its share of the CPUs but one, up to "
+                            "16)")
 
 
-def backbone_config(args: argparse.Namespace) -> BackboneConfig:
+def add_scale_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for large runs: decoding on the device, and the torchrun collectives' timeout."""
+    group = parser.add_argument_group(
+        "large runs", "Start with `torchrun --nproc_per_node N -m calip3d ...` to shard the encoding over N processes "
+                      "(one GPU each, or the CPU); rank 0 prints and writes the results, equal to one process's.")
+    group.add_argument("--decode-on-device", action="store_true",
+                       help="read image files in the workers but decode (nvJPEG on a GPU), resize, crop and normalise "
+                            "them on the device; inputs within 2/255 of the PIL path per pixel (CPU decoder; nvJPEG: "
+                            "see experiments/measurements/e2e_*.txt)")
+    group.add_argument("--dist-timeout", type=float, default=DEFAULT_TIMEOUT.total_seconds() / 60, metavar="MINUTES",
+                       help="under torchrun: how long a rank waits for the others (e.g. while rank 0 trains a "
+                            "few-shot method) before the job stops with an error")
+
+
+def backbone_config(args: argparse.Namespace, ranks: Ranks | None = None) -> BackboneConfig:
+    """The backbone flags; in a session, on `ranks.device` (the `--device` flag resolved for this rank)."""
     pretrained = None if str(args.pretrained).lower() in ("none", "random") else args.pretrained
     return BackboneConfig(name=args.backbone, pretrained=pretrained, quick_gelu=True if args.quick_gelu else None,
-                          weights_cache=args.weights_cache, device=args.device, precision=args.precision)
+                          weights_cache=args.weights_cache, device=str(ranks.device) if ranks else args.device,
+                          precision=args.precision, compile=args.compile)
+
+
+def distributed_session(args: argparse.Namespace) -> contextlib.AbstractContextManager[Ranks]:
+    """`calip3d.distributed.session` for `--device` and `--dist-timeout` (one rank outside torchrun)."""
+    if not args.dist_timeout > 0:
+        raise CalipError(f"--dist-timeout must be > 0 minutes, got {args.dist_timeout}")
+    return session(args.device, timedelta(minutes=args.dist_timeout))
 
 
 def add_projector_flags(group: argparse._ArgumentGroup, views_default: int | None, views_help: str,
@@ -186,7 +235,8 @@ def encode_config(args: argparse.Namespace, **overrides: Any) -> EncodeConfig:
     settings: dict[str, Any] = dict(batch_size=args.batch_size, workers=args.workers, temperature=args.temperature,
                                     cache_dir=getattr(args, "cache_dir", None),
                                     use_cache=not getattr(args, "no_cache", False),
-                                    skip_bad_files=getattr(args, "skip_bad_files", False))
+                                    skip_bad_files=getattr(args, "skip_bad_files", False),
+                                    decode_on_device=getattr(args, "decode_on_device", False))
     return EncodeConfig(**{**settings, **overrides})
 
 

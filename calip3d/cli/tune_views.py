@@ -10,7 +10,6 @@ subset does not re-encode. Test-tuned numbers only with --oracle, labelled ORACL
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,8 +18,8 @@ from calip3d.zeroshot import TuneViewsConfig, run_tune_views
 
 from .eval import TEMPLATES_HELP, add_search_flags, search_config
 from .flags import (
-    add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_temperature_flag, backbone_config,
-    check_minimums, encode_config, ensure_data, new_parser, point_settings, projector_config,
+    add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags,
+    add_temperature_flag, check_minimums, encode_config, new_parser, point_settings, projector_config, run_pipeline,
 )
 
 
@@ -30,6 +29,7 @@ def build_parser(prog: str = "calip3d tune-views") -> argparse.ArgumentParser:
                         "scanobjectnn-objonly, scanobjectnn-objbg, scanobjectnn-hardest")
     add_data_flags(parser)
     add_backbone_flags(parser)
+    add_scale_flags(parser)
     parser.add_argument("--split", choices=("test", "train"), default="test", help="split the tuned weights are "
                         "scored on (train: the tuning clouds come from it too, so its rows are labelled ORACLE)")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N clouds of --split")
@@ -69,8 +69,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "calip3d tune-views") ->
         templates=args.templates,
         search=search_config(args, view_method=args.method, restarts=args.restarts, rounds=args.rounds),
         points=point_settings(args), projector=projector_config(args), encode=encode_config(args))
-    config = replace(config, data_root=ensure_data(args, config.dataset, config.points.format))
-    result = run_tune_views(config, backbone_config(args).load())
+    result = run_pipeline(args, config, run_tune_views)
+    if result is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
+        return 0
     print(result.table())
     views = result.provenance["projector"]["num_views"]
     output = Path(args.output or f"results/tune_views_{result.dataset}_{views}v.json")

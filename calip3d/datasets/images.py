@@ -17,6 +17,8 @@ Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.p
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -104,12 +106,15 @@ class ImageSplit:
         return fingerprint_fields(self)
 
     def batches(self, loading: Loading) -> Iterator[Batch]:
-        """`(images [B, 3, S, S], labels [B], indices [B])`, read by `loading.workers` processes."""
-        transform = loading.transform
+        """`(images [B, 3, S, S], labels [B], indices [B])`, read by `loading.workers` processes (decoded on
+        `loading.device` with `loading.decode_on_device`, except for random augmentations, which are PIL's)."""
         if self.augment_seed is not None:
-            transform = augmented_image_transform(transform, loading.image_size, self.augmentation or ImageAugment())
-        return image_batches(self.items, transform, loading.batch_size, loading.workers, loading.skip_bad_files,
-                             self.augment_seed, loading.pin_memory)
+            transform = augmented_image_transform(loading.transform, loading.image_size,
+                                                  self.augmentation or ImageAugment())
+            return image_batches(self.items, transform, loading, self.augment_seed)
+        if loading.decode_on_device:
+            return device_image_batches(self.items, loading)
+        return image_batches(self.items, loading.transform, loading)
 
 
 # CoOp's EuroSAT NEW_CNAMES (datasets/eurosat.py), applied by CoOp when it wrote split_zhou_EuroSAT.json.
@@ -402,20 +407,146 @@ def collate_skip_bad(
     return images, labels, indices
 
 
-def image_batches(items: Sequence[tuple[str, int]], transform: Callable, batch_size: int, workers: int,
-                  skip_bad_files: bool = False, seed: int | None = None,
-                  pin_memory: bool = False) -> Iterator[Batch]:
-    """The one image DataLoader: `(images [B, 3, S, S], labels [B], indices [B])` in item order, unreadable files
-    dropped with `skip_bad_files`. With `seed`, random transforms are reproducible (the global torch seed for
-    in-process loading, the loader's generator for worker processes)."""
+def image_batches(items: Sequence[tuple[str, int]], transform: Callable, loading: Loading,
+                  seed: int | None = None) -> Iterator[Batch]:
+    """The one image DataLoader: `(images [B, 3, S, S], labels [B], indices [B])` in item order, batched as
+    `loading.batch_rows`, read by `loading.workers` processes (into pinned memory with `loading.pin_memory`), unreadable
+    files dropped with `loading.skip_bad_files`. With `seed`, random transforms are reproducible (the global torch seed
+    for in-process loading, the loader's generator for worker processes)."""
     generator = None
     if seed is not None:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-    loader = DataLoader(ImageFileDataset(list(items), transform, skip_bad_files=skip_bad_files),
-                        batch_size=batch_size, num_workers=workers, shuffle=False, collate_fn=collate_skip_bad,
-                        generator=generator, pin_memory=pin_memory)
+    loader = DataLoader(ImageFileDataset(list(items), transform, skip_bad_files=loading.skip_bad_files),
+                        batch_sampler=loading.batch_rows(len(items)), num_workers=loading.workers,
+                        collate_fn=collate_skip_bad, generator=generator, pin_memory=loading.pin_memory)
     return iter(loader)
+
+
+class ImageBytesDataset(Dataset):
+    """The files of `items` [(path, label)] as bytes: item i -> (uint8 `[L]`, label, i); an unreadable file raises
+    `CalipError` naming it, or gives None with `skip_bad_files`."""
+
+    def __init__(self, items: Sequence[tuple[str, int]], skip_bad_files: bool = False) -> None:
+        self.items = items
+        self.skip_bad_files = skip_bad_files
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int] | None:
+        path, label = self.items[index]
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read()
+        except OSError as err:
+            if self.skip_bad_files:
+                return None
+            raise CalipError(f"cannot read image {path}: {err}") from err
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, index
+
+
+def collate_bytes(batch: Sequence[tuple[torch.Tensor, int, int] | None]) -> tuple[list[torch.Tensor], torch.Tensor,
+                                                                                  torch.Tensor]:
+    """File bytes as a list (their lengths differ), labels `[B]` and indices `[B]`, unreadable files dropped."""
+    kept = [item for item in batch if item is not None]
+    return ([data for data, _, _ in kept], torch.tensor([label for _, label, _ in kept], dtype=torch.long),
+            torch.tensor([index for _, _, index in kept], dtype=torch.long))
+
+
+@dataclass(frozen=True)
+class TensorTransform:
+    """A model's validation transform (resize the shortest side, centre crop, to [0, 1], normalise) applied to uint8
+    image tensors `[3, H, W]` on a device: the same steps as on PIL images, with torchvision's antialiased tensor
+    resize (within 2/255 of PIL's per pixel, see tests/test_decode.py). `mean` and `std` `[3, 1, 1]` live on the
+    device."""
+
+    resize: Any
+    interpolation: Any
+    max_size: int | None
+    crop: Any
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    @classmethod
+    def of(cls, transform: Any, device: torch.device) -> "TensorTransform":
+        """The steps of a torchvision `Compose` of Resize, CenterCrop, RGB conversion, ToTensor and Normalize (open_clip's
+        validation transform), for images on `device`; any other step is a `CalipError`."""
+        from torchvision import transforms as T
+
+        found: dict[str, Any] = {}
+        for step in getattr(transform, "transforms", [transform]):
+            if isinstance(step, T.Resize):
+                found["resize"] = step
+            elif isinstance(step, T.CenterCrop):
+                found["crop"] = step.size
+            elif isinstance(step, T.Normalize):
+                found["mean"], found["std"] = step.mean, step.std
+            elif not (isinstance(step, T.ToTensor) or "convert" in type(step).__name__.lower()
+                      or "convert" in getattr(step, "__name__", "")):
+                raise CalipError(f"--decode-on-device reproduces Resize, CenterCrop, ToTensor and Normalize; this "
+                                 f"model's transform also has {step!r}: decode on the CPU (drop the flag)")
+        if {"resize", "crop", "mean"} - set(found):
+            raise CalipError(f"--decode-on-device needs a transform with Resize, CenterCrop and Normalize, got "
+                             f"{transform!r}")
+        resize = found["resize"]
+        mean, std = (torch.tensor(found[k], dtype=torch.float32).view(-1, 1, 1).to(device) for k in ("mean", "std"))
+        return cls(resize.size, resize.interpolation, resize.max_size, found["crop"], mean, std)
+
+    def __call__(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """uint8 images `[3, H_i, W_i]` -> float32 `[B, 3, S, S]`, on their device."""
+        from torchvision.transforms.v2 import functional as TF
+
+        crops = [TF.center_crop(TF.resize(image, self.resize, interpolation=self.interpolation, max_size=self.max_size,
+                                          antialias=True), self.crop) for image in images]
+        return torch.stack(crops).float().div_(255).sub_(self.mean).div_(self.std)
+
+
+def decode_images(datas: Sequence[torch.Tensor], paths: Sequence[str], device: torch.device,
+                  skip_bad_files: bool) -> tuple[list[torch.Tensor], list[int]]:
+    """Encoded image files (uint8 `[L]`) -> (RGB uint8 `[3, H, W]` on `device`, the positions decoded). JPEGs are
+    decoded in one call on `device` (nvJPEG on a GPU); if that fails, file by file, other formats through PIL. An
+    undecodable file raises `CalipError`, or is left out with `skip_bad_files`."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
+    try:
+        return list(decode_jpeg(list(datas), mode=ImageReadMode.RGB, device=device)), list(range(len(datas)))
+    except RuntimeError:
+        pass
+    images, kept = [], []
+    for position, (data, path) in enumerate(zip(datas, paths)):
+        try:
+            image = decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        except RuntimeError:
+            try:
+                with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
+                    image = pil_to_tensor(img.convert("RGB")).to(device)
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+                if skip_bad_files:
+                    continue
+                raise CalipError(f"cannot read image {path}: {err}") from err
+        images.append(image)
+        kept.append(position)
+    return images, kept
+
+
+def device_image_batches(items: Sequence[tuple[str, int]], loading: Loading) -> Iterator[Batch]:
+    """`image_batches` with decoding and transforms on `loading.device`: the workers read the files' bytes, then each
+    batch is decoded there (`decode_images`) and resized, cropped and normalised as `loading.transform` does
+    (`TensorTransform`)."""
+    transform = TensorTransform.of(loading.transform, loading.device)
+    loader = DataLoader(ImageBytesDataset(list(items), skip_bad_files=loading.skip_bad_files),
+                        batch_sampler=loading.batch_rows(len(items)), num_workers=loading.workers,
+                        collate_fn=collate_bytes)
+    for datas, labels, indices in loader:
+        images, kept = decode_images(datas, [items[int(i)][0] for i in indices], loading.device,
+                                     loading.skip_bad_files)
+        if not kept:
+            empty = torch.empty(0, dtype=torch.long)
+            yield torch.empty(0), empty, empty.clone()
+            continue
+        yield transform(images), labels[kept], indices[kept]
 
 
 def augmented_image_transform(val_transform: Any, size: int, augmentation: ImageAugment = ImageAugment()) -> Callable:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..backbone import CLIPBackbone
 from ..datasets import DatasetInfo, Split, data_root, get_dataset, load_split
-from ..encoding import EncodedBatch, Encoder, Tokens, collect, encode_batches
+from ..distributed import Progress, Ranks, current
+from ..encoding import EncodedBatch, Encoder, Tokens, collect
 from ..errors import CalipError
 from ..fetch import dataset_provenance
 from ..metrics import topk_accuracy
@@ -102,10 +103,20 @@ def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, data: FitData
     return best
 
 
+def _split(config: FewShotConfig, data: FewShotData, ranks: Ranks) -> tuple[FewShotSplit, Path, bool]:
+    """The saved split (drawn and written by rank 0, shared with the other ranks), its file and whether it was reused."""
+    suffix = "" if config.short_classes == "keep" else f"_{config.short_classes}"
+    path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}{suffix}.json"
+    split, reused = ranks.agree(get_split(path, data.draw(config.shots, config.seed, config.short_classes))
+                                if ranks.main else None)
+    _split_notes(split, path)
+    return split, path, reused
+
+
 def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augment: int, seed: int,
-                 val_only: bool) -> tuple[Tokens | None, list[Tokens], Tokens]:
+                 val_only: bool) -> tuple[Tokens | None, list[Tokens | None], Tokens | None]:
     """(train shots, `augment` augmented copies of them, val shots), never skipping an unreadable shot; only the val
-    shots with `val_only`."""
+    shots with `val_only`. In a torchrun job every rank encodes its shards and only rank 0 gets the tokens."""
     shots = replace(encoder, loading=replace(encoder.loading, skip_bad_files=False))
     val_pool = data.val if split.val_source == "val" else data.train
     val = shots.tokens(val_pool.subset(split.val), "val shots")
@@ -116,16 +127,27 @@ def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augme
     return shots.tokens(train, "train shots"), copies, val
 
 
-def _score_test(method: FewShotMethod, batches: Iterable[EncodedBatch], text: torch.Tensor, total: int,
-                zs_betas: tuple[float, float, float], views: int | None) -> dict[str, Any]:
-    """The method's and the zero-shot references' logits of every test batch, then their accuracies."""
-
+def _score_test(encoder: Encoder, method: FewShotMethod, test: Split, encoded: Tokens | None, has_encoded: bool,
+                text: torch.Tensor, batch_size: int, zs_betas: tuple[float, float, float],
+                views: int | None) -> dict[str, Any] | None:
+    """The method's and the zero-shot references' logits of every test item, then their accuracies. Test tokens
+    already `encoded` (a release choice read them) or cached are scored by rank 0; otherwise the test split is encoded
+    and scored batch by batch, each rank its shard with rank 0's fitted method. None on the other ranks."""
     def reduce(batch: EncodedBatch) -> dict[str, torch.Tensor]:
         clip, calip = zero_shot_logits(batch.global_feats, batch.spatial_feats, text, zs_betas,
                                        method.settings.temperature, views)
         return {"method": method.logits(batch, text), "clip": clip, "calip": calip}
 
-    outs = collect(batches, reduce, total, "test")
+    if not has_encoded and encoder.cache.dir is None:  # `reduce` uses rank 0's fitted method, on this rank's device
+        method = encoder.ranks.share(method)
+        method.settings = replace(method.settings, device=str(encoder.backbone.device))
+        outs = encoder.map(test, reduce, "test")
+    else:
+        tokens = encoded if has_encoded else encoder.tokens(test, "test split")
+        with Progress(0 if tokens is None else len(tokens), "test") as progress:
+            outs = None if tokens is None else collect(tokens.batches(batch_size), reduce, progress)
+    if outs is None:
+        return None
     labels = outs["labels"]
     scores: dict[str, Any] = {key: {"top1": topk_accuracy(outs[key], labels, 1),
                                     "top5": topk_accuracy(outs[key], labels, 5)} for key in ("method", "clip", "calip")}
@@ -141,22 +163,28 @@ def _release_reported(method: FewShotMethod, test_top1: float) -> dict[str, Any]
             "prints it: ORACLE"}
 
 
-def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str, Any], Path]:
-    """Draw (or reuse) the split, encode the shots, fit the method, score the test split. Returns the result (schema
-    `calip3d.fewshot/2`) and the split file."""
-    method_cls = get_method(config.method)
-    info = get_dataset(config.dataset)
+def _note_ignored(config: FewShotConfig, method_cls: type[FewShotMethod], info: DatasetInfo) -> list[str]:
+    """The flags that do nothing for the chosen method, said in a note (and recorded in the result)."""
     ignored = config.without_effect(method_cls, info.is_points)
     if ignored:
         print(f"note: {', '.join(ignored)} {'has' if len(ignored) == 1 else 'have'} no effect on --method "
               f"{method_cls.name}{'' if info.is_points else ' with an image dataset'}; ignored", file=sys.stderr)
+    return ignored
+
+
+def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str, Any], Path] | None:
+    """Draw (or reuse) the split, encode the shots, fit the method, score the test split. Returns the result (schema
+    `calip3d.fewshot/2`) and the split file. In a torchrun job (`calip3d.distributed.session`) every rank encodes its
+    shards, rank 0 alone fits the method, writes the split file and checkpoint and returns the result; the other ranks
+    score their test shard with rank 0's method and return None. One straight sequence: split, encoder and prompts,
+    shots, betas, method, the sets its choices read, fit, test, result."""
+    method_cls = get_method(config.method)
+    ignored = _note_ignored(config, method_cls, get_dataset(config.dataset))
     if config.eval_only and not method_cls.module_checkpointed:
         raise CalipError("--eval-only loads a trained module: use it with --method calip-fs or pointclip-adapter")
     data = FewShotData.load(config)
-    suffix = "" if config.short_classes == "keep" else f"_{config.short_classes}"
-    split_path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}{suffix}.json"
-    split, reused = get_split(split_path, data.draw(config.shots, config.seed, config.short_classes))
-    _split_notes(split, split_path)
+    ranks = current()
+    split, split_path, reused = _split(config, data, ranks)
     projector = config.projector.build(backbone.image_size) if data.info.is_points else None
     views = projector.num_views if projector else None
     encoder = config.encode.encoder(backbone, projector)
@@ -164,8 +192,8 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     text = backbone.prompt_features(prompts.prompts)
     augment = method_cls.default_augment(data.info.name) if config.augment is None else config.augment
     shots, copies, val = _shot_tokens(encoder, data, split, augment, config.seed, config.eval_only)
-    betas, betas_selection = resolve_betas(config.betas, config.protocol, data.info, val, text,
-                                           config.encode.temperature, views)
+    betas, betas_selection = ranks.agree(resolve_betas(config.betas, config.protocol, data.info, val, text,
+                                                       config.encode.temperature, views) if ranks.main else None)
     settings = MethodSettings(
         dataset=data.info.name, protocol=config.protocol, has_val_split=data.val is not None, betas=betas,
         betas_selection=betas_selection, temperature=config.encode.temperature, seed=config.seed,
@@ -187,17 +215,14 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         f"{data.info.name}_{config.method}_{config.shots}shot_seed{config.seed}.pt"
     if config.eval_only:
         load_checkpoint(checkpoint, expected_meta=meta, module=method.build_module(backbone.embed_dim))
-    else:
+    elif ranks.main:  # the other ranks get the fitted method when they score their test shards
         method = _fit(method, config.lr_grid, FitData(shots, copies, text, sets))
         if method.module_checkpointed:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
-    if TEST_SPLIT not in sets and encoder.cache.dir is not None:
-        sets[TEST_SPLIT] = encoder.tokens(test, "test split")
-    if TEST_SPLIT in sets:
-        batches = sets[TEST_SPLIT].batches(config.encode.batch_size)
-    else:
-        batches = encode_batches(backbone, test.batches(encoder.loading))
-    scores = _score_test(method, batches, text, len(test), betas, views)
+    scores = _score_test(encoder, method, test, sets.get(TEST_SPLIT), TEST_SPLIT in sets, text,
+                         config.encode.batch_size, betas, views)
+    if scores is None:
+        return None
     selections = method.selections()
     result = {
         "schema": SCHEMA, "dataset": data.info.name, "method": config.method, "shots": config.shots,
@@ -220,6 +245,7 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
                                  data=dataset_provenance(data.info.name, data.root,
                                                          data.test.settings["format"] if data.info.is_points
                                                          else None),
-                                 projector=projector.describe() if projector else None),
+                                 projector=projector.describe() if projector else None, **encoder.distribution(),
+                                 compiled=backbone.compiled),
     }
     return result, split_path

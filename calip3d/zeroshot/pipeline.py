@@ -34,7 +34,8 @@ from .scoring import Tuning, image_methods, point_methods
 @dataclass
 class Prepared:
     """What every zero-shot pipeline starts from: the dataset, the evaluated split (limited), the encoder, the prompts
-    and the test terms."""
+    and the test terms (None on the ranks of a torchrun job other than 0), their cache status and how their encoding
+    was spread over the ranks."""
 
     info: DatasetInfo
     root: str
@@ -42,12 +43,14 @@ class Prepared:
     encoder: Encoder
     prompts: Any
     text: Any
-    terms: Terms
+    terms: Terms | None
     cache_status: str
+    distribution: dict[str, Any]
 
 
 def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
-    """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms."""
+    """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms
+    (over the ranks of the current session: see `Encoder`)."""
     info = get_dataset(config.dataset)
     root = str(data_root(config.data_root))
     test = load_split(info.name, root, config.split, config.points)
@@ -58,13 +61,22 @@ def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
     prompts = build_prompts(info.name, test.classnames, config.templates)
     text = backbone.prompt_features(prompts.prompts)
     terms = encoder.terms(test, text, prompts.description, desc=f"{info.name} {config.split}")
-    return Prepared(info, root, test, encoder, prompts, text, terms, encoder.cache.last_status)
+    return Prepared(info, root, test, encoder, prompts, text, terms, encoder.cache.last_status,
+                    encoder.distribution())
 
 
 def data_provenance(run: Prepared) -> dict[str, Any]:
     """The data root used, and the checksums of the dataset's files where calip3d fetched them."""
     fmt = run.test.settings["format"] if run.info.is_points else None
     return dataset_provenance(run.info.name, run.root, fmt)
+
+
+def encoding_provenance(run: Prepared) -> dict[str, Any]:
+    """How the test items were encoded: over how many ranks (`world_size`, `backend`, `items_per_rank`), compiled or
+    not, and where images were decoded."""
+    decode = run.encoder.loading.decode_on_device and not run.info.is_points
+    return {**run.distribution, "compiled": run.encoder.backbone.compiled,
+            **({"decode": run.encoder.loading.fingerprint()["decode_on_device"]} if decode else {})}
 
 
 def tuning_plan(tune_on: str, split: str, tuning_split: str) -> tuple[bool, bool]:
@@ -99,8 +111,10 @@ def tuning_set(info: DatasetInfo, root: str, config: EvalConfig, tune: TuneConfi
     return val, f"the CoOp val split, {len(val)} images"
 
 
-def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult:
-    """Zero-shot CLIP / PointCLIP vs CALIP on one dataset split, under the honest tuning protocol."""
+def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
+    """Zero-shot CLIP / PointCLIP vs CALIP on one dataset split, under the honest tuning protocol. In a torchrun job
+    (`calip3d.distributed.session`) every rank encodes its shards; rank 0 searches and returns the result, the other
+    ranks None."""
     info = get_dataset(config.dataset)
     if info.is_points:  # checked before anything is encoded
         views = config.projector.build(backbone.image_size).num_views
@@ -113,10 +127,13 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult:
         split, description = tuning_set(info, run.root, config, config.tune)
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
         tuning_split_file = split.source
+    if not run.encoder.ranks.main:
+        return None
     beta2_max, beta3_max = config.search.beta_range(info.beta_search_range)
     common = dict(backbone=backbone.info.as_dict(), precision=backbone.precision,
                   templates=run.prompts.description, split_file=run.test.source,
-                  temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run))
+                  temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run),
+                  **encoding_provenance(run))
     if info.is_points:
         default_betas, default_source = info.default_betas
         methods = point_methods(run.terms, tuning, default_betas, default_source, weights, weights_source,

@@ -12,13 +12,14 @@ from calip3d.errors import CalipError
 from calip3d.results import EvalResult, provenance
 
 from .config import TuneViewsConfig
-from .pipeline import data_provenance, draw_shots, prepare, tuning_plan
+from .pipeline import data_provenance, draw_shots, encoding_provenance, prepare, tuning_plan
 from .scoring import Tuning, point_methods
 
 
-def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResult:
+def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResult | None:
     """Rows: PointCLIP (uniform) and CALIP (default betas), then both tuned on the tuning clouds (and on the test
-    labels with `oracle`). Tuning on the evaluated split itself (`split` train) is reported as ORACLE."""
+    labels with `oracle`). Tuning on the evaluated split itself (`split` train) is reported as ORACLE. In a torchrun
+    job every rank encodes its shards; rank 0 searches and returns the result, the other ranks None."""
     run = prepare(config, backbone)
     if not run.info.is_points:
         raise CalipError(f"tune-views tunes the view weights of point-cloud datasets; {run.info.name} is an image "
@@ -32,6 +33,8 @@ def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResul
             split = load_split(run.info.name, run.root, "train", config.points)
             description = f"the train split, {len(split)} clouds"
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
+    if not run.encoder.ranks.main:
+        return None
     beta2_max, beta3_max = config.search.beta_range(run.info.beta_search_range)
     default_betas, default_source = run.info.default_betas
     methods = point_methods(run.terms, tuning, default_betas, default_source, None, "uniform", False, None, oracle,
@@ -40,6 +43,7 @@ def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResul
     prov = provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
                       templates=run.prompts.description, split_file=run.test.source,
                       temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run),
+                      **encoding_provenance(run),
                       points=run.test.settings,
                       projector=projector.describe(), cache=run.cache_status,
                       tuning_set=tuning.description if tuning else None, tune_split=config.tune_split,
