@@ -214,6 +214,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="image batch (default: 128 GPU, 16 CPU)")
     parser.add_argument("--cloud-batch-size", type=int, default=None, help="cloud batch (default: 32 GPU, 2 CPU)")
     parser.add_argument("--projectors", nargs="*", default=["pointclip", "realistic"], help="none: no clouds")
+    parser.add_argument("--no-images", dest="image_part", action="store_false", help="time the clouds only")
     parser.add_argument("--repeats", type=int, default=None, help="best of N runs (default: 2 GPU, 1 CPU)")
     parser.add_argument("--compile", action="store_true", help="also time the torch.compile'd encoding")
     parser.add_argument("--out", default=None, help="also write the tables to this file")
@@ -243,9 +244,10 @@ def main() -> None:
                 compiled = CLIPBackbone(backbone.model, backbone.tokenizer, backbone.transform, backbone.info)
                 compiled.compile_image_tower()
             precision = backbone.precision
-            out.append(table(f"\n{model} {precision}, {args.images} images, batch {args.batch_size}", "img",
-                             image_rows(backbone, root, args, compiled, repeats)))
-            print(out[-1], flush=True)
+            if args.image_part:
+                out.append(table(f"\n{model} {precision}, {args.images} images, batch {args.batch_size}", "img",
+                                 image_rows(backbone, root, args, compiled, repeats)))
+                print(out[-1], flush=True)
             for kind in args.projectors:
                 out.append(table(f"\n{model} {precision}, {args.clouds} clouds, {kind} 10 views, batch "
                                  f"{args.cloud_batch_size}", "cloud", cloud_rows(backbone, root, args, kind, repeats)))
