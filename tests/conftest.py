@@ -59,7 +59,7 @@ def check_variety(config: Path, checkpoint: Path, kind: str, data_root: Path) ->
     predicted classes and global features far from collinear. Returns the measurements."""
     from calip3d.backbone import BackboneConfig
     from calip3d.datasets import load_split
-    from calip3d.encoding import EncodeConfig, extract_tokens
+    from calip3d.encoding import EncodeConfig
     from calip3d.prompts import build_prompts, pointclip_fewshot_prompts
     from calip3d.projection import ProjectorConfig
 
@@ -75,8 +75,7 @@ def check_variety(config: Path, checkpoint: Path, kind: str, data_root: Path) ->
         projector = None
         prompts = build_prompts("caltech101", test.classnames, "default")
         least_distinct = 25
-    loading = EncodeConfig(use_cache=False, workers=0).encoder(backbone, projector).loading
-    tokens = extract_tokens(backbone, test.batches(loading), len(test), "variety check")
+    tokens = EncodeConfig(use_cache=False, workers=0).encoder(backbone, projector).tokens(test, "variety check")
     text = backbone.prompt_features(prompts.prompts)
     feats = F.normalize(tokens.global_feats.flatten(1), dim=-1)
     views = tokens.global_feats.shape[1] if tokens.global_feats.ndim == 3 else 1

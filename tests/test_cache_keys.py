@@ -105,7 +105,7 @@ def test_every_loading_field_is_keyed_or_declared_irrelevant(images_backbone, ca
 
     changes = {"transform": T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor()]), "projector": None,
                "batch_size": 7, "workers": 3, "device": torch.device("meta"), "image_size": 32, "skip_bad_files": True,
-               "pin_memory": True}
+               "pin_memory": True, "decode_on_device": True, "offset": 5}
     assert set(changes) == {f.name for f in dataclasses.fields(Loading)}, "list a change for every Loading field"
     changes["projector"] = PointCLIPProjector()
     for name, value in changes.items():

@@ -383,14 +383,29 @@ def test_stored_norms_give_back_clip_raw_image_features():
     """`Tokens.raw_global()` (normalised global x stored norm) equals open_clip's unnormalised `encode_image`, per
     image and, for point clouds, per view."""
     from calip3d.backbone import CLIPBackbone
-    from calip3d.encoding import extract_tokens
+    from calip3d.encoding import EncodeConfig
     from tiny_models import build_varied
+
+    class Inputs:
+        """A split of ready-made inputs `[N, ...]` (one batch)."""
+
+        def __init__(self, inputs: torch.Tensor) -> None:
+            self.inputs = inputs
+
+        def __len__(self) -> int:
+            return len(self.inputs)
+
+        def fingerprint(self) -> dict:
+            return {}
+
+        def batches(self, loading):
+            yield self.inputs, torch.zeros(len(self)), torch.arange(len(self))
 
     model = build_varied(2)
     images = torch.randn(6, 3, 64, 64, generator=torch.Generator().manual_seed(1))
-    backbone = CLIPBackbone(model)
-    flat = extract_tokens(backbone, [(images, torch.zeros(6), torch.arange(6))], 6)
-    views = extract_tokens(backbone, [(images.view(2, 3, 3, 64, 64), torch.zeros(2), torch.arange(2))], 2)
+    encoder = EncodeConfig(use_cache=False, workers=0).encoder(CLIPBackbone(model))
+    flat = encoder.tokens(Inputs(images), "images")
+    views = encoder.tokens(Inputs(images.view(2, 3, 3, 64, 64)), "views")
     with torch.no_grad():
         expected = model.encode_image(images)
     torch.testing.assert_close(flat.raw_global(), expected, rtol=1e-4, atol=1e-5)

@@ -13,7 +13,7 @@ import torch
 
 from calip3d.backbone import BackboneConfig
 from calip3d.cli.fewshot import main as fewshot_main
-from calip3d.encoding import EncodeConfig, extract_tokens
+from calip3d.encoding import EncodeConfig
 from calip3d.fewshot import pipeline
 from calip3d.fewshot.methods import METHODS, flat_global, flat_text
 from calip3d.fewshot.protocol import draw_split
@@ -111,8 +111,7 @@ def _zero_shot_predictions(model, root) -> np.ndarray:
     backbone = BackboneConfig(str(model[0]), str(model[1]), device="cpu").load()
     test = load_split("modelnet40", root, "test")
     projector = ProjectorConfig(views=6).build(backbone.image_size)
-    loading = EncodeConfig(use_cache=False, workers=0).encoder(backbone, projector).loading
-    tokens = extract_tokens(backbone, test.batches(loading), len(test))
+    tokens = EncodeConfig(use_cache=False, workers=0).encoder(backbone, projector).tokens(test, "test")
     text = backbone.prompt_features(pointclip_fewshot_prompts(test.classnames).prompts)
     return (flat_global(tokens.global_feats) @ flat_text(text, 6).t()).argmax(dim=1).numpy()
 
