@@ -112,3 +112,29 @@ def varied_images(tmp_path_factory) -> tuple[Path, Path]:
     """(config, checkpoint) of a tiny ResNet calibrated on Caltech101 train images; its predictions on real test
     images vary (asserted here)."""
     return _varied(tmp_path_factory, "images")
+
+
+@pytest.fixture
+def one_thread():
+    """Small matrices: one torch thread avoids oversubscription on a shared 2-core machine (L-BFGS is 5x faster)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module", params=["resnet", "vit"])
+def tiny_loaded(request, tmp_path_factory):
+    """(kind, backbone, transform) of a tiny random-weight model of each kind, loaded as the commands load it."""
+    import warnings
+
+    from calip3d.backbone import load_backbone
+    from tiny_models import write_tiny
+
+    config, checkpoint = write_tiny(tmp_path_factory.mktemp(request.param), request.param, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backbone, transform, _ = load_backbone(str(config), str(checkpoint))
+    return request.param, backbone, transform

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import pytest
 import torch
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import torch.nn.functional as F
 
 from calip3d.attention import calip_attention, calip_terms, combine_terms, terms_from_attention
 from calip3d.attention import calip as calip_module
-from calip3d.backbone import load_backbone
 from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.errors import CalipError
 from calip3d.explain import (
@@ -20,19 +18,10 @@ from calip3d.explain import (
 from calip3d.io import load_point_cloud
 from calip3d.pointops import normalize_unit_sphere
 from calip3d.projection import make_projector
-from tiny_models import write_tiny
 
 BETAS = (1.0, 1.12, 0.02)
 GRIDS = {"resnet": (2, 2), "vit": (4, 4)}  # tiny models: 64 px, ResNet /32, ViT patch 16
 
-
-@pytest.fixture(scope="module", params=["resnet", "vit"])
-def tiny(request, tmp_path_factory):
-    config, checkpoint = write_tiny(tmp_path_factory.mktemp(request.param), request.param, seed=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backbone, transform, _ = load_backbone(str(config), str(checkpoint))
-    return request.param, backbone, transform
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +52,8 @@ def _independent_visual_guided(fv, fs, maps):
     return torch.einsum("bd,bkd->bk", fv, torch.einsum("bkn,bnd->bkd", maps, fs))
 
 
-def test_cloud_maps_terms_and_probabilities(tiny, chairs, tmp_path):
-    kind, backbone, _ = tiny
+def test_cloud_maps_terms_and_probabilities(tiny_loaded, chairs, tmp_path):
+    kind, backbone, _ = tiny_loaded
     projector = make_projector("pointclip", image_size=backbone.image_size)
     text = backbone.class_features(list(MODELNET40_CLASSES), ["point cloud depth map of a {}."])
     weights = [3.0, 9.0, 5.0, 4.0, 5.0, 4.0]
@@ -109,8 +98,8 @@ def test_cloud_maps_terms_and_probabilities(tiny, chairs, tmp_path):
         torch.testing.assert_close(maps, attn.softmax(-1), atol=1e-6, rtol=0)
 
 
-def test_uniform_view_weights_are_classify_defaults(tiny, chairs):
-    _, backbone, _ = tiny
+def test_uniform_view_weights_are_classify_defaults(tiny_loaded, chairs):
+    _, backbone, _ = tiny_loaded
     projector = make_projector("pointclip", image_size=backbone.image_size)
     text = backbone.class_features(["chair", "airplane", "lamp"], ["point cloud depth map of a {}."])
     result = explain_clouds(backbone, chairs[0], projector, text, ["chair", "airplane", "lamp"], BETAS, top_k=5)[0]
@@ -123,8 +112,8 @@ def test_uniform_view_weights_are_classify_defaults(tiny, chairs):
         explain_clouds(backbone, chairs[0], projector, text, ["chair", "airplane", "lamp"], BETAS, [1.0, 2.0])
 
 
-def test_image_maps_and_probabilities(tiny, caltech_root, tmp_path):
-    kind, backbone, transform = tiny
+def test_image_maps_and_probabilities(tiny_loaded, caltech_root, tmp_path):
+    kind, backbone, transform = tiny_loaded
     path = caltech_root / "caltech-101" / "101_ObjectCategories" / "accordion" / "image_0001.jpg"
     names = ["accordion", "airplane", "anchor", "ant", "barrel"]
     text = backbone.class_features(names, ["a photo of a {}."])

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from calip3d.errors import CalipError
 from calip3d.cli.fewshot import main as fewshot_main
@@ -20,13 +19,7 @@ from tiny_models import write_tiny
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread avoids oversubscription on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices: no oversubscription
 
 
 @pytest.mark.parametrize("short_classes", ["keep", "repeat"])

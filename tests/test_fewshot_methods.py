@@ -41,13 +41,7 @@ TEXT = F.normalize(0.2 * CENTRES + F.normalize(torch.randn(K, D, generator=torch
                                                dim=-1), dim=-1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread avoids oversubscription overhead on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices: no oversubscription
 
 
 def _unit_noise(shape: tuple[int, ...], g: torch.Generator) -> torch.Tensor:

@@ -21,13 +21,7 @@ from calip3d.presets import TIP_ADAPTER_RELEASED
 from calip3d.projection import ProjectorConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small matrices: one thread avoids oversubscription on a shared 2-core machine (L-BFGS is 5x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices: no oversubscription
 
 
 DATASETS = {"modelnet40": "points", "caltech101": "images"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import sys
-import warnings
 
 import matplotlib.axes
 import matplotlib.text
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from calip3d.backbone import load_backbone
 from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.explain import explain_clouds, explain_images, image_inputs, read_image
 from calip3d.figures import cloud_figure, image_figure, results_bar_chart, save_figure
@@ -20,18 +18,9 @@ from calip3d.io import load_point_cloud
 from calip3d.pointops import normalize_unit_sphere
 from calip3d.projection import make_projector
 from calip3d.tables import ChartRow
-from tiny_models import write_tiny
 
 NOTE = "tiny random-weight model (test)"
 
-
-@pytest.fixture(scope="module", params=["resnet", "vit"])
-def tiny(request, tmp_path_factory):
-    config, checkpoint = write_tiny(tmp_path_factory.mktemp(request.param), request.param, seed=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backbone, transform, _ = load_backbone(str(config), str(checkpoint))
-    return backbone, transform
 
 
 def _drawn_texts(fig):
@@ -68,11 +57,11 @@ def _check_png(path, min_width=1000):
     return pixels
 
 
-@pytest.mark.parametrize("tiny, projector_kind, views, top_k",
+@pytest.mark.parametrize("tiny_loaded, projector_kind, views, top_k",
                          [("resnet", "pointclip", 6, 3), ("vit", "realistic", 10, 1), ("vit", "pointclip", 6, 5)],
-                         indirect=["tiny"])
-def test_cloud_picture(tiny, modelnet_resampled_dir, tmp_path, projector_kind, views, top_k):
-    backbone, _ = tiny
+                         indirect=["tiny_loaded"])
+def test_cloud_picture(tiny_loaded, modelnet_resampled_dir, tmp_path, projector_kind, views, top_k):
+    _, backbone, _ = tiny_loaded
     points = normalize_unit_sphere(load_point_cloud(modelnet_resampled_dir / "chair" / "chair_0391.txt",
                                                     num_points=1024))
     projector = make_projector(projector_kind, views=views, image_size=backbone.image_size)
@@ -87,8 +76,8 @@ def test_cloud_picture(tiny, modelnet_resampled_dir, tmp_path, projector_kind, v
     _check_png(path)
 
 
-def test_image_picture(tiny, caltech_root, tmp_path):
-    backbone, transform = tiny
+def test_image_picture(tiny_loaded, caltech_root, tmp_path):
+    _, backbone, transform = tiny_loaded
     image = read_image(caltech_root / "caltech-101" / "101_ObjectCategories" / "accordion" / "image_0001.jpg")
     names = ["accordion", "airplane", "anchor", "ant", "barrel", "bass"]
     text = backbone.class_features(names, ["a photo of a {}."])

@@ -17,7 +17,6 @@ Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.p
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
