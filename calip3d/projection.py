@@ -76,6 +76,7 @@ _REALISTIC_PRESETS = {
     6: (_V2_VIEWS[4:], _V2_NAMES[4:], _V2_TILTS[4:]),
 }
 
+
 def euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     """Euler angles `[V, 3]` (x, y, z, radians) -> rotation matrices `[V, 3, 3]`, R = Rx @ Ry @ Rz (right-handed)."""
     cos, sin = torch.cos(angles), torch.sin(angles)

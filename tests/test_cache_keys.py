@@ -9,11 +9,12 @@ import inspect
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from calip3d.backbone import BackboneConfig
-from calip3d.cache import FeatureCache, cache_key
+from calip3d.cache import FeatureCache, cache_key, fingerprint_fields
 from calip3d.cli.eval import main as eval_main
 from calip3d.cli.fewshot import main as fewshot_main
 from calip3d.datasets import PointSettings, load_split
@@ -131,8 +132,12 @@ def test_every_backbone_info_field_is_keyed(images_backbone, caltech_root):
     info = images_backbone.info
     for f in dataclasses.fields(info):
         value = getattr(info, f.name)
-        changed = {"x": 1} if isinstance(value, dict) else (not value if isinstance(value, bool) else
-                                                             (value + 1 if isinstance(value, int) else f"{value}!"))
+        if isinstance(value, dict):
+            changed = {"x": 1}
+        elif isinstance(value, bool):
+            changed = not value
+        else:
+            changed = value + 1 if isinstance(value, int) else f"{value}!"
         images_backbone.info = dataclasses.replace(info, **{f.name: changed})
         try:
             assert _tokens_key(encoder, split) != base, f.name
@@ -217,6 +222,36 @@ def test_stale_tokens_points_64_after_1024_is_a_miss(varied_points, modelnet_h5_
     assert "writing tokens of the test split" not in run("1024")  # the 1024-point entry is still there: a hit
     first, second = (json.loads((tmp_path / f"{p}.json").read_text()) for p in ("1024", "64"))
     assert first["provenance"]["points"]["num_points"] == 1024 and second["provenance"]["points"]["num_points"] == 64
+
+
+@dataclasses.dataclass
+class _Inner:
+    table: object
+
+
+@dataclasses.dataclass
+class _Outer:
+    inner: _Inner
+    weights: object
+    paths: tuple = ()
+
+
+def test_key_parts_see_every_element_of_nested_arrays_tensors_and_lists():
+    """A value's repr elides the middle of a large array, so a key built from reprs would miss a change there."""
+    big = np.zeros(5000, dtype=np.float32)
+    moved = big.copy()
+    moved[2500] = 1.0
+    base = _Outer(_Inner(big), torch.zeros(3000), (Path("a.json"),))
+    assert str(big) == str(moved)  # the trap: the reprs agree
+    assert cache_key(fingerprint_fields(_Outer(_Inner(moved), base.weights, base.paths))) != \
+        cache_key(fingerprint_fields(base))
+    tensor = torch.zeros(3000)
+    tensor[1500] = 1.0
+    assert cache_key(fingerprint_fields(_Outer(base.inner, tensor, base.paths))) != cache_key(fingerprint_fields(base))
+    assert cache_key(fingerprint_fields(_Outer(base.inner, base.weights, (Path("b.json"),)))) != \
+        cache_key(fingerprint_fields(base))
+    assert fingerprint_fields(base, exclude=frozenset({"inner", "weights"})) == fingerprint_fields(
+        _Outer(_Inner(moved), tensor, base.paths), exclude=frozenset({"inner", "weights"}))
 
 
 def test_a_cache_entry_is_read_back_only_under_its_own_spec(tmp_path):

@@ -143,8 +143,8 @@ def test_an_interrupted_job_resumes_from_its_shard_entries(tmp_path, one_thread)
         return Encoder(backbone, loading, 0.5, FeatureCache(tmp_path / folder), ranks)
 
     one = encoder(Ranks(), "one").terms(split, text, "p", "test")
-    rank1 = encoder(Ranks(rank=1, world_size=2), "unused")._encode(split, terms_reducer(text, 0.5),
-                                                                    Progress(11, "test"))
+    rank1 = encoder(Ranks(rank=1, world_size=2), "unused")._encode(
+        split, terms_reducer(text, 0.5), Progress(11, "test"))
     with pytest.raises(RuntimeError, match="rank 1 is gone"):
         encoder(RankZeroOfTwo(None), "two").terms(split, text, "p", "test")
     (shard,) = (tmp_path / "two").glob("terms-*.pt")  # rank 0's shard, items 0..5

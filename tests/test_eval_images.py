@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,79 @@ def test_stale_entry_with_other_spec_is_not_used(tmp_path):
     cache.save(spec, terms)
     loaded = cache.load(spec, Terms)
     assert cache.last_status == "hit" and torch.equal(loaded.clip, terms.clip)
+
+
+@pytest.mark.parametrize("tamper", ["bytes", "shape", "dtype", "format", "truncated", "foreign object"])
+def test_entry_altered_after_writing_is_stale(tmp_path, tamper):
+    """An entry changed after it was written (bit rot, a cut copy, a foreign tool) is never used: where it still loads,
+    the digest notices (same bytes under another shape or dtype too); a pickled object is refused unread."""
+    cache = FeatureCache(tmp_path)
+    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
+    spec = {"a": 1}
+    cache.save(spec, terms)
+    path = cache.path(spec)
+    blob = torch.load(path, weights_only=True)
+    clip = blob["tensors"]["clip"]
+    if tamper == "bytes":
+        clip[1, 0] += 1.0
+    elif tamper == "shape":
+        blob["tensors"]["clip"] = clip.reshape(2, 3)
+    elif tamper == "dtype":
+        blob["tensors"]["clip"] = clip.view(torch.int32)  # the same bytes and shape
+    elif tamper == "format":
+        blob["format"] = CACHE_FORMAT - 1
+    elif tamper == "foreign object":
+        blob["note"] = Fraction(1, 3)  # would load with weights_only=False, and be a hit
+    torch.save(blob, path)
+    if tamper == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    assert cache.load(spec, Terms) is None and cache.last_status == "stale" and not path.exists()
+
+
+def test_cache_file_names_and_disabled_cache(tmp_path):
+    cache = FeatureCache(tmp_path)
+    assert cache.last_status == "unused" and FeatureCache(None).last_status == "disabled"
+    assert cache.path({"kind": "tokens", "a": 1}).name.startswith("tokens-")
+    assert cache.path({"a": 1}).name.startswith("entry-")
+    disabled = FeatureCache(None)
+    assert disabled.path({"a": 1}) is None and disabled.load({"a": 1}, Terms) is None
+    assert disabled.last_status == "disabled" and disabled.save({"a": 1}, None) is None
+    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
+    saved = cache.save({"a": 1}, terms)
+    cache.remove({"a": 1})
+    assert saved is not None and not saved.exists()
+    cache.remove({"a": 1})  # nothing to remove: no error
+
+
+def test_cache_announces_what_it_writes_and_its_size(tmp_path, capsys):
+    cache = FeatureCache(tmp_path, announce=True)
+    mib = torch.zeros(2 ** 18)  # 2^18 float32 values: 1 MiB
+    terms = Terms(mib, *(torch.zeros(1) for _ in range(3)), torch.tensor([0]), torch.arange(1))
+    path = cache.save({"a": 1}, terms)
+    assert capsys.readouterr().err.strip() == f"writing entry of the data to the cache: 1.0 MiB, {path}"
+    cache.save({"kind": "terms", "a": 1}, terms, what="test split")
+    assert "writing terms of the test split to the cache: 1.0 MiB" in capsys.readouterr().err
+    FeatureCache(tmp_path).save({"a": 2}, terms)
+    assert capsys.readouterr().err == ""
+
+
+def test_default_cache_folder_is_beside_the_data_never_above_it(tmp_path, monkeypatch):
+    from calip3d.cache import default_cache_dir
+    from calip3d.datasets.root import default_data_root
+
+    monkeypatch.delenv("CALIP3D_CACHE", raising=False)
+    monkeypatch.delenv("CALIP3D_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "calip3d" / "features"
+    assert default_data_root() == tmp_path / "xdg" / "calip3d" / "data"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # not absolute: ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "calip3d" / "features"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "calip3d" / "features"
+    assert default_data_root() == tmp_path / "home" / ".cache" / "calip3d" / "data"
+    monkeypatch.setenv("CALIP3D_CACHE", str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
 
 
 @pytest.mark.parametrize("extra, message", [

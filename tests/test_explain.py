@@ -23,7 +23,6 @@ BETAS = (1.0, 1.12, 0.02)
 GRIDS = {"resnet": (2, 2), "vit": (4, 4)}  # tiny models: 64 px, ResNet /32, ViT patch 16
 
 
-
 @pytest.fixture(scope="module")
 def chairs(modelnet_resampled_dir):
     files = [modelnet_resampled_dir / "chair" / "chair_0391.txt", modelnet_resampled_dir / "airplane" /

@@ -195,7 +195,8 @@ def test_mirror_only_datasets_need_a_mirror_and_a_checksum(server, caltech_relea
 
 
 def test_offline_and_no_download(h5_served, server, root, monkeypatch):
-    missing = f"(?s)ModelNet40 h5 folder {root}/modelnet40_ply_hdf5_2048 not found. Expected layout.*calip3d fetch modelnet40"
+    missing = (f"(?s)ModelNet40 h5 folder {root}/modelnet40_ply_hdf5_2048 not found. Expected layout"
+               ".*calip3d fetch modelnet40")
     with pytest.raises(CalipError, match=missing):
         ensure_dataset("modelnet40", root, download=False)
     root.mkdir(parents=True)

@@ -41,6 +41,22 @@ def test_sampler_is_class_balanced_deterministic_and_handles_short_classes(short
     assert not set(excluded.indices) & set(a.indices)
 
 
+def test_sampler_class_count_exact_classes_and_bad_arguments():
+    labels = [0, 0, 1, 1, 1, 2, 2]  # class 0 and class 2 hold exactly K = 2 items: not short
+    inferred = sample_per_class(labels, 2, seed=5)
+    assert np.bincount(np.asarray(labels)[inferred.indices]).tolist() == [2, 2, 2]
+    assert inferred.short == [] and inferred.empty == [] and (inferred.shots, inferred.seed) == (2, 5)
+    assert sorted(inferred.indices[:2]) == [0, 1] and sorted(inferred.indices[4:]) == [5, 6]
+    wider = sample_per_class(labels, 2, seed=5, num_classes=5)  # classes past the last label are empty
+    assert wider.indices == inferred.indices and wider.empty == [3, 4]
+    nothing = sample_per_class([], 2, seed=5)  # no labels: no classes, nothing drawn
+    assert nothing.indices == [] and nothing.empty == []
+    with pytest.raises(ValueError, match="shots must be >= 1, got 0"):
+        sample_per_class(labels, 0, seed=1)
+    with pytest.raises(ValueError, match="short_classes must be one of"):
+        sample_per_class(labels, 2, seed=1, short_classes="drop")
+
+
 def test_split_saved_and_reloaded(tmp_path):
     labels = [i % 5 for i in range(40)]
     ids = [f"img{i}.jpg" for i in range(40)]

@@ -195,8 +195,8 @@ def test_tip_adapter_beats_zero_shot_and_search_is_the_first_grid_maximum():
     vglob, _, vlabels, _ = _split(6, seed=2)
     tglob, _, tlabels, _ = _split(20, seed=3)
     # the search scales of Tip-Adapter's FGVC / DTD configs (alpha up to 30, beta up to 13)
-    tip = TipAdapter(alpha_scale=30, beta_scale=13, beta_steps=12, alpha_steps=6).fit(glob, labels, text, vglob,
-                                                                                       vlabels)
+    tip = TipAdapter(alpha_scale=30, beta_scale=13, beta_steps=12, alpha_steps=6)
+    tip = tip.fit(glob, labels, text, vglob, vlabels)
     zero_shot = topk_accuracy(100.0 * tglob @ text.t(), tlabels)
     assert zero_shot < 70 and topk_accuracy(tip.logits(tglob), tlabels) > zero_shot + 25
 

@@ -69,8 +69,8 @@ CASES = [(d, m, p) for d in DATASETS for m in METHODS for p in ("honest", "relea
 
 
 @pytest.mark.parametrize("dataset, method, protocol", CASES)
-def test_every_method_runs_under_both_protocols_with_labelled_choices(dataset, method, protocol, request, tokens_dir,
-                                                                        tmp_path, capsys):
+def test_every_method_runs_under_both_protocols_with_labelled_choices(
+        dataset, method, protocol, request, tokens_dir, tmp_path, capsys):
     model, root = _model_and_root(request, dataset)
     result = _run(model, root, tmp_path / "out.json", dataset, "--method", method, "--protocol", protocol,
                   "--cache-tokens", str(tokens_dir))

@@ -22,7 +22,6 @@ from calip3d.tables import ChartRow
 NOTE = "tiny random-weight model (test)"
 
 
-
 def _drawn_texts(fig):
     """Every text drawn: titles, labels, legends, and the tick labels inside their axis' view limits."""
     ticks, shown = set(), []

@@ -270,6 +270,7 @@ def test_fps_matches_a_plain_loop_and_spreads_points(raw_h5: dict) -> None:
     # The release files are already in farthest-point order: FPS keeps the first points.
     assert (batched < 128).mean() > 0.95
     # On a shuffled cloud, FPS points are far apart: a larger minimum pairwise distance than the first 128.
+
     def min_gap(points: np.ndarray) -> float:
         dist = np.linalg.norm(points[:, None] - points[None], axis=-1)
         return dist[~np.eye(len(points), dtype=bool)].min()

@@ -88,7 +88,7 @@ def _comparable(dataset: str, methods: list[MethodResult]) -> EvalResult:
     return EvalResult(dataset, "test", 10, 5, methods, {"backbone": backbone})
 
 
-def test_reference_block_and_paper_column():
+def test_eval_result_json_and_printed_table_carry_the_reference():
     comparable = _comparable("caltech101", [MethodResult("clip", 85.0, 95.0, None, "plain CLIP"),
                                             MethodResult("calip_tuned", 90.0, 96.0, [1, 2, 0.1], "tuned")])
     data = comparable.to_dict()

@@ -150,8 +150,8 @@ def _save(result: Explanation, item: Shown, args: argparse.Namespace, several: b
     note = f"betas {','.join(f'{b:g}' for b in result.betas)}; CALIP temperature {result.temperature:g}"
     if result.kind == "cloud":
         note += f"; view weights {','.join(f'{w:g}' for w in result.view_weights)}"
-    figure = cloud_figure(result, item.title, note) if result.kind == "cloud" else image_figure(result, item.title,
-                                                                                                  note)
+    draw = cloud_figure if result.kind == "cloud" else image_figure
+    figure = draw(result, item.title, note)
     png = save_figure(figure, Path(args.output) / f"{item.name}.png")
     top = ", ".join(f"{c} {result.probabilities[i]:.1%}" for c, i in zip(result.top_classes, result.top))
     print(f"{item.name}: {top} -> {png}")

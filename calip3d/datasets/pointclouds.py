@@ -328,5 +328,5 @@ def _read_h5_split(root: Path, name: str, split: str, prepare: Callable[[np.ndar
     starts = range(0, len(raw), _CHUNK)
     show = show_fps and len(starts) >= 4  # only FPS takes long (about 5 s per 1000 clouds)
     bar = tqdm(starts, desc=f"{name} {split} fps", unit="chunk", disable=not show)
-    points = np.concatenate([prepare(raw[s : s + _CHUNK]) for s in bar])
+    points = np.concatenate([prepare(raw[s:s + _CHUNK]) for s in bar])
     return classnames, points, labels, ", ".join(str(f) for f in files)

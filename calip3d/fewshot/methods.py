@@ -341,7 +341,6 @@ class TipAdapterMethod(FewShotMethod):
     def selections(self) -> list[Selection]:
         return [self._search_selection()]
 
-
     def _keys(self, data: FitData) -> torch.Tensor:
         """`[A, M, F]` cache features of the augmented copies (the release averages 10 augmented passes), or of the
         shots `[M, F]` without copies."""
