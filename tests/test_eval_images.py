@@ -84,33 +84,24 @@ def test_results_match_cached_terms_and_cache_is_reused(tiny, caltech_root, tmp_
     assert third["clip"] == first["clip"] and third["calip_paper"] == first["calip_paper"]
 
 
-def test_stale_entry_with_other_spec_is_not_used(tmp_path):
-    cache = FeatureCache(tmp_path)
-    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
-    spec = {"a": 1}
-    cache.save(spec, terms)
-    path = cache.path(spec)
-    blob = torch.load(path, weights_only=True)
-    blob["spec"] = {"a": 2}  # an entry written for something else under this name
-    torch.save(blob, path)
-    assert cache.load(spec, Terms) is None and cache.last_status == "stale" and not path.exists()
-    cache.save(spec, terms)
-    loaded = cache.load(spec, Terms)
-    assert cache.last_status == "hit" and torch.equal(loaded.clip, terms.clip)
+def _terms(rows: int = 3) -> Terms:
+    return Terms(*(torch.randn(rows, 2) for _ in range(4)), torch.arange(rows) % 2, torch.arange(rows))
 
 
-@pytest.mark.parametrize("tamper", ["bytes", "shape", "dtype", "format", "truncated", "foreign object"])
+@pytest.mark.parametrize("tamper", ["other spec", "bytes", "shape", "dtype", "format", "truncated", "foreign object"])
 def test_entry_altered_after_writing_is_stale(tmp_path, tamper):
-    """An entry changed after it was written (bit rot, a cut copy, a foreign tool) is never used: where it still loads,
-    the digest notices (same bytes under another shape or dtype too); a pickled object is refused unread."""
+    """An entry changed after it was written (written for something else under this name, bit rot, a cut copy, a
+    foreign tool) is never used and is replaced: where it still loads, the spec or the digest notices (same bytes
+    under another shape or dtype too); a pickled object is refused unread."""
     cache = FeatureCache(tmp_path)
-    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
+    terms = _terms()
     spec = {"a": 1}
-    cache.save(spec, terms)
-    path = cache.path(spec)
+    path = cache.save(spec, terms)
     blob = torch.load(path, weights_only=True)
     clip = blob["tensors"]["clip"]
-    if tamper == "bytes":
+    if tamper == "other spec":
+        blob["spec"] = {"a": 2}
+    elif tamper == "bytes":
         clip[1, 0] += 1.0
     elif tamper == "shape":
         blob["tensors"]["clip"] = clip.reshape(2, 3)
@@ -124,6 +115,9 @@ def test_entry_altered_after_writing_is_stale(tmp_path, tamper):
     if tamper == "truncated":
         path.write_bytes(path.read_bytes()[:100])
     assert cache.load(spec, Terms) is None and cache.last_status == "stale" and not path.exists()
+    cache.save(spec, terms)
+    loaded = cache.load(spec, Terms)
+    assert cache.last_status == "hit" and torch.equal(loaded.clip, terms.clip)
 
 
 def test_cache_file_names_and_disabled_cache(tmp_path):
@@ -134,8 +128,7 @@ def test_cache_file_names_and_disabled_cache(tmp_path):
     disabled = FeatureCache(None)
     assert disabled.path({"a": 1}) is None and disabled.load({"a": 1}, Terms) is None
     assert disabled.last_status == "disabled" and disabled.save({"a": 1}, None) is None
-    terms = Terms(*(torch.randn(3, 2) for _ in range(4)), torch.tensor([0, 1, 0]), torch.arange(3))
-    saved = cache.save({"a": 1}, terms)
+    saved = cache.save({"a": 1}, _terms())
     cache.remove({"a": 1})
     assert saved is not None and not saved.exists()
     cache.remove({"a": 1})  # nothing to remove: no error
