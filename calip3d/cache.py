@@ -82,7 +82,7 @@ def default_cache_dir() -> Path:
     """`$CALIP3D_CACHE`, else `$XDG_CACHE_HOME/calip3d/features`, else `~/.cache/calip3d/features`: a folder of its
     own, beside (never above) the default data root `.../calip3d/data`, so clearing the cache never deletes data."""
     if os.environ.get("CALIP3D_CACHE"):
-        return Path(os.environ["CALIP3D_CACHE"])
+        return Path(os.environ["CALIP3D_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "calip3d" / "features"
 

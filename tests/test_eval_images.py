@@ -163,6 +163,8 @@ def test_default_cache_folder_is_beside_the_data_never_above_it(tmp_path, monkey
     assert default_data_root() == tmp_path / "home" / ".cache" / "calip3d" / "data"
     monkeypatch.setenv("CALIP3D_CACHE", str(tmp_path / "mine"))
     assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("CALIP3D_CACHE", "~/mine")  # quoted in a shell: not expanded there
+    assert default_cache_dir() == tmp_path / "home" / "mine"
 
 
 @pytest.mark.parametrize("extra, message", [
