@@ -323,6 +323,35 @@ def test_draws_are_seeded_cover_trailing_empty_classes_and_pin_the_val_items(tmp
         get_split(tmp_path / "s.json", draw_split("toy", names, labels, ids, 2, 1, val_labels, val_ids[::-1]))
 
 
+def test_split_records_what_it_was_drawn_from_and_applies_the_short_class_rule_to_val(tmp_path):
+    from calip3d.errors import CalipError
+    from calip3d.fewshot.protocol import digest_ids, load_split
+
+    labels = np.array([0] * 6 + [1] * 5 + [2] * 2)  # class 2: 2 train items, fewer than K = 4
+    names, ids = ["a", "b", "c"], [f"t{i}" for i in range(13)]
+    split = draw_split("toy", names, labels, ids, 4, 7)
+    assert (split.dataset, split.shots, split.seed, split.classnames) == ("toy", 4, 7, names)
+    assert split.train_ids == split.val_ids == digest_ids(ids) and split.short == ["c"]
+    many = np.repeat(np.arange(3), 20)  # val: 4 of the 16 left per class, drawn with the run's seed
+    many_ids = [f"m{i}" for i in range(60)]
+    assert draw_split("toy", names, many, many_ids, 4, 7).val == draw_split("toy", names, many, many_ids, 4, 7).val
+    # val from train without the train shots: 2 left in class 0, 1 in class 1, none in class 2; "keep" takes them
+    assert np.bincount(labels[split.val], minlength=3).tolist() == [2, 1, 0]
+    repeat = draw_split("toy", names, labels, ids, 4, 7, short_classes="repeat")
+    assert np.bincount(labels[repeat.val], minlength=3).tolist() == [4, 4, 0]
+    val_labels = np.array([0] * 4 + [1] * 4 + [2])  # a val split whose class 2 has 1 item
+    with_val = draw_split("toy", names, labels, ids, 4, 7, val_labels, [f"v{i}" for i in range(9)])
+    assert np.bincount(val_labels[with_val.val], minlength=3).tolist() == [4, 4, 1]
+    with pytest.raises(CalipError, match="--shots must be >= 1, got 0"):
+        draw_split("toy", names, labels, ids, 0, 7)
+    with pytest.raises(CalipError, match="--short-classes must be one of keep, repeat, got 'drop'"):
+        draw_split("toy", names, labels, ids, 4, 7, short_classes="drop")
+    broken = tmp_path / "split.json"
+    broken.write_text("{not json")
+    with pytest.raises(CalipError, match="cannot read few-shot split file .*; delete it or choose another --split-dir"):
+        load_split(broken, split)
+
+
 def test_selection_labels_say_how_where_why_and_oracle():
     from calip3d.fewshot.selection import Selection, released_search
 
