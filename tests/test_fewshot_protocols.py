@@ -277,6 +277,33 @@ def test_published_betas_are_labelled_by_where_they_were_searched():
     assert betas == (1.0, 1.12, 0.02) and not selection.oracle and "ImageNet's test split" in selection.why
 
 
+def test_betas_choice_per_protocol_explicit_values_and_full_labels():
+    """Which betas each protocol takes when --betas is not given, and the exact labels the JSON and table carry."""
+    from calip3d.datasets import get_dataset
+    from calip3d.errors import CalipError
+    from calip3d.fewshot.betas import default_betas_choice, resolve_betas
+    from calip3d.fewshot.selection import released_search
+
+    assert (default_betas_choice("honest"), default_betas_choice("release")) == ("val", "paper")
+    caltech, modelnet = get_dataset("caltech101"), get_dataset("modelnet40")
+    no_val = None  # neither "paper" nor explicit values may look at the val shots
+    betas, selection = resolve_betas(None, "release", caltech, no_val, None, 0.5, None)
+    assert betas == (1.0, 5.0, 0.18) and selection.label() == (
+        "betas: CALIP paper per-dataset betas (second-hand via SuS-X, presumably RN50) (published) (searched on this "
+        "dataset's test split by the CALIP authors): ORACLE")
+    betas, selection = resolve_betas("paper", "honest", modelnet, no_val, None, 0.5, None)
+    assert betas == (1.0, 1.12, 0.02) and selection.label() == (
+        "betas: CALIP's ImageNet betas (no published 3D betas) (published) (searched on ImageNet's test split by the "
+        "CALIP authors, not on this dataset's)")
+    betas, selection = resolve_betas((1, 2, 0.5), "release", caltech, no_val, None, 0.5, None)
+    assert betas == (1.0, 2.0, 0.5) and all(isinstance(b, float) for b in betas)
+    assert (selection.what, selection.source, selection.rule, selection.oracle) == ("betas", "given", "--betas", False)
+    with pytest.raises(CalipError, match="--betas must be 1,B2,B3, 'val' or 'paper', got 'tuned'"):
+        resolve_betas("tuned", "honest", caltech, no_val, None, 0.5, None)
+    assert released_search("C", "grid", "release", False, "x").label() == (
+        "C: grid on the test split (as released: x; no val split, so on test as its ImageNet script does): ORACLE")
+
+
 def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(monkeypatch):
     """The search sees the val shots' CALIP terms averaged over views (1/V each), the dataset's beta range (Caltech101:
     up to 8 and 0.27, wider than the official 2 and 0.1), and beta1 stays 1; no val shot is an error."""
@@ -304,7 +331,8 @@ def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(mo
     assert seen["ranges"] == info.beta_search_range == (8.0, 0.27)
     expected = view_terms(glob, spatial.half().float(), text, 0.5)[0].mean(dim=1)
     torch.testing.assert_close(seen["clip"], expected)
-    with pytest.raises(CalipError, match="has none"):
+    with pytest.raises(CalipError, match="^the betas are searched on the val shots, but this split has none: give "
+                                         "--betas paper or --betas 1,B2,B3$"):
         betas_module.val_shot_betas(info, Tokens(*(t[:0] for t in val.tensors().values())), text, 0.5, views=3)
 
 
