@@ -22,6 +22,16 @@ def get(url: str, dest: Path, size: int | None = None, log: list[str] | None = N
         fetch_url(url, dest, session, size=size, progress=False, log=(log if log is not None else []).append)
 
 
+def interrupted_run(server, tmp_path: Path, match: str | None = None) -> tuple[str, Path]:
+    """A first run whose every attempt is cut: it fails and leaves its partial file. Returns (url, destination)."""
+    url = server.put("a/data.bin", DATA)
+    server.cut["a/data.bin"] = transfer.RETRIES + 1
+    dest = tmp_path / "data.bin"
+    with pytest.raises(SourceFailed, match=match):
+        get(url, dest)
+    return url, dest
+
+
 def test_cut_halfway_is_resumed_with_range(server, tmp_path):
     url = server.put("a/data.bin", DATA)
     server.cut["a/data.bin"] = 1
@@ -42,11 +52,7 @@ def test_progress_bar_goes_to_stderr(server, tmp_path, capsys):
 
 
 def test_partial_file_is_kept_and_continued_by_the_next_run(server, tmp_path):
-    url = server.put("a/data.bin", DATA)
-    server.cut["a/data.bin"] = transfer.RETRIES + 1  # every attempt of the first run is cut
-    dest = tmp_path / "data.bin"
-    with pytest.raises(SourceFailed, match=f"gave up after {transfer.RETRIES + 1} attempts"):
-        get(url, dest)
+    url, dest = interrupted_run(server, tmp_path, match=f"gave up after {transfer.RETRIES + 1} attempts")
     assert not dest.exists()
     kept = part_path(dest, url).stat().st_size
     assert len(DATA) // 2 <= kept < len(DATA)
@@ -68,11 +74,7 @@ def test_server_ignoring_range_gives_a_fresh_download(server, tmp_path):
 
 
 def test_file_changed_upstream_is_not_spliced(server, tmp_path):
-    url = server.put("a/data.bin", DATA)
-    server.cut["a/data.bin"] = transfer.RETRIES + 1
-    dest = tmp_path / "data.bin"
-    with pytest.raises(SourceFailed):
-        get(url, dest)
+    url, dest = interrupted_run(server, tmp_path)
     new = bytes(reversed(DATA))
     server.put("a/data.bin", new)  # same size, other bytes: If-Range makes the server send all of it
     get(url, dest)
@@ -94,11 +96,7 @@ def test_each_source_keeps_its_own_partial_file(server, tmp_path):
 
 
 def test_complete_partial_file_needs_no_request(server, tmp_path):
-    url = server.put("a/data.bin", DATA)
-    server.cut["a/data.bin"] = transfer.RETRIES + 1
-    dest = tmp_path / "data.bin"
-    with pytest.raises(SourceFailed):
-        get(url, dest)
+    url, dest = interrupted_run(server, tmp_path)
     with open(part_path(dest, url), "ab") as fh:  # as if the last bytes had arrived before a crash
         fh.write(DATA[part_path(dest, url).stat().st_size:])
     server.requests.clear()
