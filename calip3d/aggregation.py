@@ -12,6 +12,8 @@ from typing import Sequence
 
 import torch
 
+import torch.nn.functional as F
+
 from .errors import CalipError
 
 
@@ -36,3 +38,10 @@ def aggregate_views(per_view: torch.Tensor, weights: Sequence[float] | torch.Ten
     if w.ndim != 1 or w.numel() != per_view.shape[-2]:
         raise CalipError(f"{w.numel()} view weights given for {per_view.shape[-2]} views")
     return torch.einsum("...vk,v->...k", per_view, w.to(dtype=per_view.dtype, device=per_view.device))
+
+
+def flat_global(glob: torch.Tensor) -> torch.Tensor:
+    """The per-item feature of the training-free methods: `[N, D]` -> L2-normalised `[N, D]`; point clouds
+    `[N, V, D]` -> PointCLIP's normalised concatenation of the views `[N, V*D]` (so `f . t = mean_v <f_v, t>`
+    against the text repeated V times and normalised)."""
+    return F.normalize(glob.float().flatten(1) if glob.ndim == 3 else glob.float(), dim=-1)

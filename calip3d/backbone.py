@@ -342,9 +342,10 @@ def _offline_message(name: str, tag: str, cache_dir: str | None, err: Exception)
     return (
         f"could not load the pretrained weights '{tag}' for {name}: they are not in the local cache ({cache}) and "
         f"{'HF_HUB_OFFLINE is set, so the hub was not asked' if offline else 'the hub could not be reached'}. "
-        "Either pass a local checkpoint file with --pretrained PATH (.pt/.bin/.safetensors; OpenAI's original .pt files "
-        "work too, add --quick-gelu for OpenAI weights), or copy the hub files into that cache on a connected "
-        "machine (--cache-dir or HF_HUB_CACHE chooses another location) and set HF_HUB_OFFLINE=1 to skip the network. "
+        "Either give a local checkpoint file, BackboneConfig.pretrained=PATH (.pt/.bin/.safetensors; OpenAI's original "
+        ".pt files work too, with BackboneConfig.quick_gelu=True for OpenAI weights), or copy the hub files into that "
+        "cache on a connected machine (BackboneConfig.weights_cache or HF_HUB_CACHE chooses another location) and set "
+        "HF_HUB_OFFLINE=1 to skip the network. "
         f"(open_clip said: {str(err).split('. ')[0]}.)"
     )
 
@@ -375,9 +376,10 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise CalipError(f"unknown --device {name!r}; use auto, cpu, cuda or cuda:N") from None
+        raise CalipError(f"unknown BackboneConfig.device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise CalipError("--device cuda was asked for but no CUDA GPU is available; use --device cpu")
+        raise CalipError(f"BackboneConfig.device {name!r} asks for CUDA but no CUDA GPU is available; use "
+                         "BackboneConfig.device='cpu'")
     return device
 
 
@@ -400,6 +402,17 @@ class BackboneConfig:
     device: str = "auto"
     precision: str | None = None
     compile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise CalipError(f"BackboneConfig.precision must be one of {', '.join(PRECISIONS)} or None, got "
+                             f"{self.precision!r}")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise CalipError(f"unknown BackboneConfig.device {self.device!r}; use auto, cpu, cuda or cuda:N") \
+                    from None
 
     def load(self) -> "CLIPBackbone":
         """The loaded backbone (its `transform` and `info` attached)."""
@@ -428,7 +441,7 @@ def load_backbone(
     Returns (backbone in eval mode, val transform, info); the backbone also carries the transform and info.
     """
     if precision not in PRECISIONS:
-        raise CalipError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        raise CalipError(f"BackboneConfig.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = torch.device(device)
     pretrained_path = _checkpoint_path(pretrained)
     source = _resolve_model(name, pretrained, pretrained_path)
@@ -486,8 +499,8 @@ def _resolve_model(name: str, pretrained: str | None, pretrained_path: Path | No
         config = read_model_config(config_path)
         if pretrained and pretrained_path is None:
             raise CalipError(
-                f"with a model-config JSON ({config_path}), --pretrained must be a checkpoint file; {pretrained!r} "
-                "is not one (weights tags belong to built-in model names such as RN50)"
+                f"with a model-config JSON ({config_path}), BackboneConfig.pretrained must be a checkpoint file; "
+                f"{pretrained!r} is not one (weights tags belong to built-in model names such as RN50)"
             )
         return _ModelSource(name=name, config=config, config_path=config_path,
                             extra={"config_sha256": sha256_file(config_path)})

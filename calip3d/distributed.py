@@ -78,7 +78,7 @@ class Ranks:
             first = re.sub(r"^\[[^\]]*\]\s*", "", text.splitlines()[0]).split(" This is typically")[0][:240]
             minutes = self.timeout.total_seconds() / 60
             raise CalipError(f"{what} failed: another rank stopped (its error is shown above) or did not answer "
-                             f"within {minutes:g} min (--dist-timeout): {first}") from None
+                             f"within {minutes:g} min (Ranks.timeout): {first}") from None
 
     def gather(self, value: Any) -> list[Any] | None:
         """Every rank's `value` on rank 0, in rank order (None on the other ranks)."""
@@ -173,7 +173,7 @@ def rank_device(flag: str, local_rank: int) -> torch.device:
     if device.type == "cuda" and flag in ("auto", "cuda"):
         if local_rank >= torch.cuda.device_count():
             raise CalipError(f"local rank {local_rank} has no GPU of its own: {torch.cuda.device_count()} visible; "
-                             "start at most that many processes per node (--nproc_per_node)")
+                             "start at most that many processes per node (torchrun --nproc_per_node N)")
         return torch.device("cuda", local_rank)
     return device
 

@@ -197,7 +197,7 @@ def encode_batches(backbone: CLIPBackbone, batches: Iterable[Batch], grid: Grid)
             glob, spatial, norms = backbone.encode_image_norms(inputs.flatten(0, 1) if views else inputs)
         except torch.OutOfMemoryError:
             raise CalipError(f"out of memory on {backbone.device} encoding a batch of {inputs.shape[0]} "
-                             f"{'clouds' if views else 'images'}: lower --batch-size") from None
+                             f"{'clouds' if views else 'images'}: lower EncodeConfig.batch_size") from None
         if views:
             glob = glob.view(inputs.shape[0], views, -1)
             spatial = spatial.view(inputs.shape[0], views, *spatial.shape[1:])
@@ -376,7 +376,7 @@ class Encoder:
         self.items_per_rank = [count for count, _ in gathered]
         parts = [part for _, part in gathered if part is not None]
         if not parts:
-            raise CalipError("no item could be read: every file was unreadable and skipped (--skip-bad-files)")
+            raise CalipError("no item could be read: every file was unreadable and skipped (EncodeConfig.skip_bad_files)")
         merged = {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
         order = merged["indices"].argsort()
         return {key: value[order] for key, value in merged.items()}
@@ -439,10 +439,10 @@ class EncodeConfig:
     decode_on_device: bool = False
 
     def __post_init__(self) -> None:
-        check_at_least(self.batch_size, 1, "--batch-size")
-        check_at_least(self.workers, 0, "--workers")
+        check_at_least(self.batch_size, 1, "EncodeConfig.batch_size")
+        check_at_least(self.workers, 0, "EncodeConfig.workers")
         if not self.temperature > 0:
-            raise CalipError(f"--temperature must be > 0, got {self.temperature}")
+            raise CalipError(f"EncodeConfig.temperature must be > 0, got {self.temperature}")
 
     def encoder(self, backbone: CLIPBackbone, projector: Any | None = None) -> Encoder:
         """An `Encoder` for `backbone` (point clouds projected by `projector`) on the ranks of the current session."""

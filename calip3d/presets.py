@@ -1,40 +1,32 @@
 """Every published hyperparameter and every global default, with where each comes from.
 
 Facts are from ../shared/reference/papers.md (CALIP, PointCLIP, PointCLIP V2 and their released code). Per-dataset
-values are keyed by calip3d's dataset names; `calip3d.datasets.registry` exposes them per dataset.
+values (betas, PointCLIP's Table 1, Tip-Adapter's configs) are written in the dataset records (`calip3d.records`); the
+dicts here are views of them, keyed by calip3d's dataset names; `calip3d.datasets.registry` exposes them per dataset.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Mapping
+
+from calip3d.records import TipAdapterRelease, view
 
 # ------------------------------------------------------------------------------------------- CALIP's scoring
 
 LOGIT_SCALE = 100.0  # CLIP's logit scale, used by CALIP's official script for all three terms
 CALIP_TEMPERATURE = 0.5  # the official code multiplies the attention map by 2 on both sides
 
-# CALIP's per-dataset (beta2, beta3), beta1 = 1. Second-hand: SuS-X's run_calip_baseline.py says they are taken
-# from the CALIP paper; presumably for RN50.
-PAPER_BETAS: dict[str, tuple[float, float]] = {
-    "imagenet": (1.12, 0.02),
-    "caltech101": (5.0, 0.18),
-    "sun397": (0.43, 0.01),
-    "food101": (0.6, 0.02),
-    "oxford_flowers": (0.5, 0.01),
-    "stanford_cars": (2.8, 0.01),
-    "fgvc_aircraft": (1.3, 0.01),
-    "oxford_pets": (0.61, 0.01),
-    "dtd": (1.4, 0.01),
-    "eurosat": (6.08, 0.06),
-    "ucf101": (1.28, 0.01),
-}
+# CALIP's per-dataset (beta2, beta3), beta1 = 1 (the records' `betas`). Second-hand: SuS-X's run_calip_baseline.py
+# says they are taken from the CALIP paper; presumably for RN50.
+PAPER_BETAS: Mapping[str, tuple[float, float]] = view(lambda records: {r.name: r.betas for r in records if r.betas})
 PAPER_BETAS_SOURCE = "CALIP paper per-dataset betas (second-hand via SuS-X, presumably RN50)"
 
-# 3D has no published betas: the ImageNet pair until tuned.
+# 3D has no published betas: the ImageNet pair until tuned; so does an image dataset without published betas.
 DEFAULT_3D_BETAS: tuple[float, float] = PAPER_BETAS["imagenet"]
 DEFAULT_3D_BETAS_SOURCE = "CALIP's ImageNet betas (no published 3D betas)"
+DEFAULT_2D_BETAS_SOURCE = "CALIP's ImageNet betas (no published betas for this dataset)"
 DEFAULT_BETAS: tuple[float, float, float] = (1.0, *DEFAULT_3D_BETAS)  # (beta1, beta2, beta3) where none is given
 
 # Default beta search range of the official script (upper bounds of the 200-step grids).
@@ -44,19 +36,14 @@ DEFAULT_SEARCH_STEPS = 200
 
 # ------------------------------------------------------------------------------------------ PointCLIP's views
 
-# PointCLIP Table 1 view weights (front, right, back, left, top, bottom), searched on TEST labels: oracle.
-POINTCLIP_TABLE1_VIEW_WEIGHTS: dict[str, tuple[float, ...]] = {
-    "modelnet10": (2, 5, 7, 10, 5, 6),
-    "modelnet40": (3, 9, 5, 4, 5, 4),
-    "scanobjectnn": (3, 10, 7, 4, 1, 0),
-}
+# PointCLIP Table 1 view weights (front, right, back, left, top, bottom), searched on TEST labels: oracle; keyed by
+# the records' `presets_key` (ScanObjectNN's variants share one).
+POINTCLIP_TABLE1_VIEW_WEIGHTS: Mapping[str, tuple[float, ...]] = view(
+    lambda records: {r.presets_key: r.view_weights for r in records if r.presets_key and r.view_weights})
 
 # PointCLIP Table 1: best zero-shot (projection distance, depth-map side length) per dataset.
-POINTCLIP_TABLE1_PROJECTION: dict[str, tuple[float, int]] = {
-    "modelnet10": (1.7, 100),
-    "modelnet40": (1.6, 121),
-    "scanobjectnn": (1.8, 196),
-}
+POINTCLIP_TABLE1_PROJECTION: Mapping[str, tuple[float, int]] = view(
+    lambda records: {r.presets_key: r.projection for r in records if r.presets_key and r.projection})
 
 # PointCLIP's released code: (distance, resolution) of its zero-shot (6 views) and few-shot (10 views) projections.
 POINTCLIP_RELEASED_PROJECTION: dict[int, tuple[float, int]] = {6: (1.6, 128), 10: (1.4, 224)}
@@ -95,6 +82,7 @@ class PublishedResult:
     setting: str  # "zero-shot" or "K-shot"
     note: str = ""
     weights: str = "openai"  # open_clip weights tag of the CLIP model the paper used
+    protocol: str = ""  # few-shot: "release" = comparable only with runs of the release protocol ("": any)
 
 
 _GDA = ("CALIP (AAAI 2023) as quoted by GDA's authors (ICLR 2024, mrflogs/ICLR24 exp.log); second-hand, the CALIP "
@@ -179,7 +167,50 @@ def _published() -> tuple[PublishedResult, ...]:
         for backbone, value in values:
             rows.append(PublishedResult(dataset, "PointCLIP V2", backbone, value, f"{_V2} Table 9", "zero-shot",
                                         note))
+    rows += _training_free()
     return tuple(rows)
+
+
+COOP11_MEAN = "coop11-mean"  # the mean over the 11 CoOp image datasets, as the few-shot papers report it
+_ICLR24 = "GDA (ICLR 2024), mrflogs/ICLR24 exp.log"
+_APE_NB = "APE (ICCV 2023), yangyangyang127/APE APE_results.ipynb"
+_TDA = "TDA (CVPR 2024), kdiAAA/TDA README"
+_MEAN_NOTE = "mean over the 11 CoOp datasets, computed from the file's per-dataset numbers (methods.md 1.4)"
+_ORACLE_IN = "ImageNet's hyperparameters were searched on its test split by the release"
+
+
+def _training_free() -> list[PublishedResult]:
+    """GDA, APE, Tip-X, Tip-Adapter(-F) few-shot (RN50, mean over the 11 CoOp datasets and ImageNet, 1/2/4/8/16
+    shots) and TDA zero-shot (RN50, per dataset, with CLIP's baseline from the same table); methods.md 1.4, 2.1."""
+    rows: list[PublishedResult] = []
+    curves = (  # method, source, mean over 11 at 1/2/4/8/16 shots, ImageNet at 1/2/4/8/16 shots (None: not found)
+        ("GDA", _ICLR24, (62.19, 66.19, 69.77, 73.31, 76.05), (60.64, 61.23, 61.71, 62.46, 63.82)),
+        ("APE", _APE_NB, (65.13, 67.19, 69.47, 71.58, 73.36), (62.04, 62.34, 62.54, 62.79, 63.42)),
+        ("Tip-X", _ICLR24, (62.87, 65.29, 67.64, 69.37, 71.40), (None, None, None, None, 62.61)),
+        ("Tip-Adapter", _APE_NB, (62.32, 64.64, 66.51, 68.41, 70.36), (None, None, None, None, 62.03)),
+        ("Tip-Adapter-F", _APE_NB, (64.55, 66.79, 69.76, 72.59, 75.69), (None, None, None, None, 65.51)),
+    )
+    for method, source, means, imagenet in curves:
+        for shots, mean, top1 in zip((1, 2, 4, 8, 16), means, imagenet):
+            rows.append(PublishedResult(COOP11_MEAN, method, "RN50", mean, source, f"{shots}-shot", _MEAN_NOTE,
+                                        protocol="release"))
+            if top1 is not None:
+                rows.append(PublishedResult("imagenet", method, "RN50", top1, source, f"{shots}-shot", _ORACLE_IN,
+                                            protocol="release"))
+    tda = (("imagenet", 61.35, 59.81), ("fgvc_aircraft", 17.61, None), ("caltech101", 89.70, None),
+           ("stanford_cars", 57.78, None), ("dtd", 43.74, None), ("eurosat", 42.11, None),
+           ("oxford_flowers", 68.74, None), ("food101", 77.75, None), ("oxford_pets", 86.18, None),
+           ("sun397", 62.53, None), ("ucf101", 64.18, None))
+    for dataset, value, clip in tda:
+        rows.append(PublishedResult(dataset, "TDA", "RN50", value, _TDA, "zero-shot",
+                                    "single view (no AugMix on the CoOp datasets); positive-cache settings per "
+                                    "dataset, selection undocumented (TDA issue #7)"))
+        if clip is not None:
+            rows.append(PublishedResult(dataset, "CLIP", "RN50", clip, _TDA, "zero-shot",
+                                        "CLIP with the prompt ensemble, as TDA's table reports it"))
+    rows.append(PublishedResult(COOP11_MEAN, "TDA", "RN50", 61.03, _TDA, "zero-shot",
+                                "mean over the 10 CoOp datasets other than ImageNet (CLIP: 56.63 in the same table)"))
+    return rows
 
 
 PUBLISHED_RESULTS: tuple[PublishedResult, ...] = _published()
@@ -192,35 +223,10 @@ def published_results(dataset: str) -> list[PublishedResult]:
 # ------------------------------------------------------------------------------------ few-shot baselines, released
 
 
-class TipAdapterRelease(NamedTuple):
-    """One `configs/<dataset>.yaml` of Tip-Adapter (gaopengcuhk/Tip-Adapter): the search grids' upper bounds
-    `search_scale` (beta, alpha) and steps, the initial beta and alpha (Tip-Adapter-F trains with them), its
-    training epochs and the augmented passes averaged into the cache keys (`augment_epoch`)."""
-
-    search_scale: tuple[float, float]
-    search_steps: tuple[int, int]
-    init_beta: float
-    init_alpha: float
-    train_epochs: int
-    augment_epochs: int
-
-
-# Keyed by calip3d's dataset names. imagenet, oxford_pets, dtd, eurosat, fgvc_aircraft: the upstream files
-# (gaopengcuhk/Tip-Adapter configs/*.yaml, commit 4e29134); the other six as found in unmodified forks of it
-# (OE-Heart/Tip-Adapter bf8fb37, each cross-checked against HiromasaYamsnishi/tip_adapter or quas-modo/Tip-Adapter).
-TIP_ADAPTER_RELEASED: dict[str, TipAdapterRelease] = {
-    "imagenet": TipAdapterRelease((7, 3), (200, 20), 1, 1.17, 20, 10),
-    "caltech101": TipAdapterRelease((12, 5), (200, 20), 1, 3, 20, 10),
-    "oxford_pets": TipAdapterRelease((7, 3), (200, 20), 1, 1.17, 20, 10),
-    "stanford_cars": TipAdapterRelease((20, 10), (200, 20), 1, 3, 20, 10),
-    "oxford_flowers": TipAdapterRelease((50, 50), (200, 20), 1, 10, 20, 10),
-    "food101": TipAdapterRelease((10, 10), (200, 20), 1, 1.17, 20, 10),
-    "fgvc_aircraft": TipAdapterRelease((30, 30), (200, 20), 1, 5, 20, 10),
-    "sun397": TipAdapterRelease((12, 10), (200, 20), 1, 1.17, 20, 10),
-    "dtd": TipAdapterRelease((13, 13), (200, 20), 1, 2, 20, 10),
-    "eurosat": TipAdapterRelease((12, 10), (200, 20), 1, 2, 100, 10),
-    "ucf101": TipAdapterRelease((7, 3), (200, 20), 1, 3, 20, 10),
-}
+# Tip-Adapter's `configs/<dataset>.yaml` (`TipAdapterRelease`, the records' `tip_adapter`; provenance in
+# calip3d/records/coop.py), keyed by calip3d's dataset names.
+TIP_ADAPTER_RELEASED: Mapping[str, TipAdapterRelease] = view(
+    lambda records: {r.name: r.tip_adapter for r in records if r.tip_adapter})
 TIP_ADAPTER_SOURCE = "gaopengcuhk/Tip-Adapter configs/{}.yaml"
 # Point clouds have no Tip-Adapter release: its ImageNet config (the widest-used one) stands in.
 TIP_ADAPTER_FALLBACK = "imagenet"

@@ -135,7 +135,16 @@ def _check_triple(value: Any, what: str) -> tuple[int, int, int]:
 
 
 class _MultiViewProjector(ABC):
-    """Shared view bookkeeping and the depth-map -> CLIP-image step."""
+    """Shared view bookkeeping and the depth-map -> CLIP-image step. A projector class registered with
+    `@register_projector` says how its released setup is built from a number of views (`released`)."""
+
+    kind: str
+    default_views: int
+
+    @classmethod
+    def released(cls, views: int | None, image_size: int, overrides: dict[str, Any]) -> "_MultiViewProjector":
+        """The projector with its released settings for `views` (None: `default_views`), `overrides` winning."""
+        return cls(views=cls.default_views if views is None else views, image_size=image_size, **overrides)
 
     def __init__(self, angles: tuple[tuple[float, float, float], ...], names: tuple[str, ...], image_size: int):
         self.angles = angles
@@ -176,6 +185,18 @@ class _MultiViewProjector(ABC):
         return resized.reshape(b, v, 1, size, size).repeat(1, 1, 3, 1, 1)
 
 
+PROJECTORS: dict[str, type[_MultiViewProjector]] = {}  # kind -> class, filled by `register_projector`
+
+
+def register_projector(cls: type[_MultiViewProjector]) -> type[_MultiViewProjector]:
+    """Class decorator: add a projector to `PROJECTORS` under its `kind` (`--projector KIND`)."""
+    if cls.kind in PROJECTORS:
+        raise ValueError(f"projector {cls.kind!r} registered twice")
+    PROJECTORS[cls.kind] = cls
+    return cls
+
+
+@register_projector
 class PointCLIPProjector(_MultiViewProjector):
     """PointCLIP's online perspective projection (no rendering, one pixel per point).
 
@@ -190,6 +211,17 @@ class PointCLIPProjector(_MultiViewProjector):
     The released code uses distance 1.6 / resolution 128 for zero-shot and 1.4 / 224 for few-shot (see `zero_shot()`,
     `few_shot()`); the paper's per-dataset settings are in `calip3d.presets.POINTCLIP_TABLE1_PROJECTION`.
     """
+
+    kind = "pointclip"
+    default_views = 6
+
+    @classmethod
+    def released(cls, views: int | None, image_size: int, overrides: dict[str, Any]) -> "PointCLIPProjector":
+        """6 views (None) -> the released zero-shot setup (1.6, 128), 10 -> the few-shot setup (1.4, 224)."""
+        views = cls.default_views if views is None else views
+        released = POINTCLIP_RELEASED_PROJECTION.get(views) if isinstance(views, int) else None
+        preset = dict(zip(("distance", "resolution"), released)) if released else {}
+        return cls(views=views, image_size=image_size, **{**preset, **overrides})
 
     def __init__(self, views: int | str | Sequence[Sequence[float]] = 6, distance: float = 1.6,
                  resolution: int = 128, image_size: int = 224):
@@ -260,6 +292,7 @@ class PointCLIPProjector(_MultiViewProjector):
         return (num[..., :-1] / (den + (den == 0).to(den.dtype))).view(*cam.shape[:2], res, res)
 
 
+@register_projector
 class RealisticProjector(_MultiViewProjector):
     """PointCLIP V2's realistic projection, with the settings of its released code (which gave the 64.22%).
 
@@ -299,6 +332,9 @@ class RealisticProjector(_MultiViewProjector):
     (the code gives NaN; here it lands in the centre); the depth slice index is clamped to [0, D - 1] (a no-op for
     depth_bias >= 0); pure torch `scatter_reduce_` instead of torch-scatter, and no hard-coded device.
     """
+
+    kind = "realistic"
+    default_views = 10
 
     def __init__(self, views: int | Sequence[Sequence[float]] = 10, tilts: Sequence[Sequence[float]] | None = None,
                  resolution: int = 112, depth: int = 8, obj_ratio: float = 0.8, depth_bias: float = 0.2,
@@ -460,9 +496,6 @@ def _window_max(x: torch.Tensor, size: int, pad: int, dim: int) -> torch.Tensor:
     return torch.maximum(m.narrow(dim, 0, n), m.narrow(dim, size - span, n))
 
 
-_PROJECTORS = {"pointclip": PointCLIPProjector, "realistic": RealisticProjector}
-
-
 def make_projector(kind: str = "pointclip", views: int | None = None, image_size: int = 224,
                    **overrides: Any) -> PointCLIPProjector | RealisticProjector:
     """Build a projector by name.
@@ -471,23 +504,15 @@ def make_projector(kind: str = "pointclip", views: int | None = None, image_size
     - "realistic": views None/10 -> PointCLIP V2's released setup, 6 -> its axis-aligned subset.
     `overrides` are constructor arguments of the class (e.g. distance=1.7, resolution=100) and win over the presets.
     """
-    if kind not in _PROJECTORS:
-        raise CalipError(f"unknown projector kind {kind!r}; expected one of {', '.join(_PROJECTORS)}")
-    cls = _PROJECTORS[kind]
+    if kind not in PROJECTORS:
+        raise CalipError(f"unknown projector kind {kind!r}; expected one of {', '.join(PROJECTORS)}")
+    cls = PROJECTORS[kind]
     allowed = set(inspect.signature(cls.__init__).parameters) - {"self", "views", "image_size"}
     unknown = sorted(set(overrides) - allowed)
     if unknown:
         raise CalipError(f"unknown setting(s) {', '.join(unknown)} for the {kind} projector; "
                          f"expected some of {', '.join(sorted(allowed))}")
-    if kind == "pointclip":
-        views = 6 if views is None else views
-        released = POINTCLIP_RELEASED_PROJECTION.get(views) if isinstance(views, int) else None
-        preset = dict(zip(("distance", "resolution"), released)) if released else {}
-        settings = {**preset, **overrides}
-    else:
-        views = 10 if views is None else views
-        settings = overrides
-    return cls(views=views, image_size=image_size, **settings)
+    return cls.released(views, image_size, overrides)
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,19 @@ from typing import Any
 
 from .presets import PublishedResult, published_results
 
-_CALIP_2D = ("calip_paper", "calip_user", "calip_tuned", "calip_oracle")
-_POINTCLIP = ("pointclip", "pointclip_weighted", "pointclip_tuned", "pointclip_oracle")
-PAPER_METHODS: dict[str, str] = {"clip": "CLIP", **{m: "CALIP" for m in _CALIP_2D},
-                                 **{m: "PointCLIP" for m in _POINTCLIP}, "pointclip-adapter": "PointCLIP"}
+# calip3d method name -> (published method it compares with, few-shot?). Filled by the method registries
+# (`calip3d.zeroshot.register_zero_shot`, `calip3d.fewshot.methods.register_method`) from each method's
+# `paper_method`, so that a new method says what it compares with in its own class.
+PAPER_METHODS: dict[str, str] = {}
+FEW_SHOT_METHODS: set[str] = set()
+
+
+def register_comparable(method: str, paper_method: str | None, few_shot: bool = False) -> None:
+    """Record that calip3d method `method` compares with published method `paper_method` (None: with none)."""
+    if paper_method is not None:
+        PAPER_METHODS[method] = paper_method
+        if few_shot:
+            FEW_SHOT_METHODS.add(method)
 
 
 def normalise_backbone(name: str | None) -> str:
@@ -55,15 +64,15 @@ def reference_block(dataset: str, backbone_name: str | None, pretrained_tag: str
 
 
 def published_for(dataset: str, method: str, backbone_name: str | None, pretrained_tag: str | None,
-                  shots: int | None = None) -> PublishedResult | None:
+                  shots: int | None = None, protocol: str | None = None) -> PublishedResult | None:
     """The comparable published number for calip3d method `method` (an eval method name, or a few-shot method
     with `shots`) on `dataset`, or None. The first listed (primary) source wins."""
     paper_method = PAPER_METHODS.get(method)
     setting = "zero-shot" if shots is None else f"{shots}-shot"
-    if paper_method is None or (method == "pointclip-adapter") != (shots is not None):
+    if paper_method is None or (method in FEW_SHOT_METHODS) != (shots is not None):
         return None
     return next((r for r in published_results(dataset) if r.method == paper_method and r.setting == setting
-                 and is_comparable(r, backbone_name, pretrained_tag)), None)
+                 and is_comparable(r, backbone_name, pretrained_tag) and r.protocol in ("", protocol)), None)
 
 
 @dataclass(frozen=True)

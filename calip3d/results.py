@@ -37,7 +37,10 @@ from .atomic import atomic_write_text
 from .errors import CalipError
 from .reference import paper_column, reference_block, run_backbone
 
-SCHEMA = "calip3d.eval/1"
+SCHEMA = "calip3d.eval/1"  # written by `eval` and `tune-views` (`EvalResult`)
+EVAL_SCHEMA = SCHEMA
+FEWSHOT_SCHEMA = "calip3d.fewshot/2"  # written by `fewshot` (`calip3d.fewshot.run_fewshot`)
+FEWSHOT_SCHEMAS = ("calip3d.fewshot/1", FEWSHOT_SCHEMA)  # read by `table`: /2 added oracle, selections, protocol
 
 
 def library_versions() -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Merge result files into one table: datasets as rows, methods as columns, published numbers beside them.
 
-Reads `calip3d.eval/1` files (every method of the file) and `calip3d.fewshot/1` files (the trained method, as
+Reads `calip3d.eval/1` files (every method of the file) and `calip3d.fewshot/1` and `/2` files (the method, as
 "<method> <K>-shot"; several seeds of one dataset, method and K are averaged). Rows are named by the files'
 `dataset` (2D datasets first, in CoOp's order, then 3D). Columns are methods, prefixed by the model "build"
 (`<backbone> <weights>`, as CLIP_benchmark names a model) when files of several builds are merged. A method that has
@@ -19,16 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .datasets.registry import get_dataset
+from .datasets.registry import DATASETS as REGISTRY
+from .datasets.registry import dataset_order, get_dataset
 from .errors import CalipError
-from .presets import PublishedResult
+from .presets import COOP11_MEAN, PublishedResult
 from .reference import published_for, run_backbone
+from .results import EVAL_SCHEMA, FEWSHOT_SCHEMAS
+from . import fewshot, zeroshot  # noqa: F401  (their registries say which published method each method compares with)
 
-EVAL_SCHEMA = "calip3d.eval/1"
-FEWSHOT_SCHEMA = "calip3d.fewshot/1"
-DATASET_ORDER = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
-                 "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101", "modelnet40", "modelnet10",
-                 "scanobjectnn-objonly", "scanobjectnn-objbg", "scanobjectnn-hardest")
+DATASET_ORDER = dataset_order()  # as the dataset records give it when imported; tables follow the records live
 ORACLE_MARK = "†"
 
 
@@ -47,6 +46,7 @@ class Entry:
     shots: int | None = None
     paper_method: str | None = None  # key of PAPER_METHODS used for the published number
     seed: int | None = None
+    protocol: str | None = None  # few-shot: the protocol the run chose by
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ class Table:
     rows: dict[str, dict[str, Cell]] = field(default_factory=dict)
     paper_sources: dict[str, str] = field(default_factory=dict)  # paper column key -> sources used
     paper_of: dict[str, str] = field(default_factory=dict)  # our column key -> its paper column key
+    coop_means: dict[str, tuple[str, float]] = field(default_factory=dict)  # ours -> (paper column, 11-dataset mean)
 
     @property
     def row_labels(self) -> list[str]:
@@ -104,18 +105,19 @@ def _build(backbone: str | None, info: dict[str, Any]) -> str:
 def entries_from_result(result: dict[str, Any], source: str) -> list[Entry]:
     """The entries of one result dict (eval or few-shot schema); `source` names it in messages."""
     schema = result.get("schema") if isinstance(result, dict) else None
-    if schema not in (EVAL_SCHEMA, FEWSHOT_SCHEMA):
+    if schema != EVAL_SCHEMA and schema not in FEWSHOT_SCHEMAS:
         raise CalipError(f"{source} is not a calip3d result file (expected schema {EVAL_SCHEMA} or "
-                         f"{FEWSHOT_SCHEMA}, found {schema!r})")
+                         f"{' or '.join(FEWSHOT_SCHEMAS)}, found {schema!r})")
     try:
         backbone, tag = run_backbone(result)
         build = _build(backbone, result.get("provenance", {}).get("backbone", {}) or {})
         dataset = str(result["dataset"])
         common = dict(dataset=dataset, build=build, backbone=backbone, pretrained=tag, source=source)
-        if schema == FEWSHOT_SCHEMA:
+        if schema in FEWSHOT_SCHEMAS:
             shots = int(result["shots"])
             return [Entry(**common, method=f"{result['method']} {shots}-shot", top1=float(result["test"]["top1"]),
-                          oracle=False, shots=shots, paper_method=result["method"], seed=result.get("seed"))]
+                          oracle=bool(result.get("oracle", False)), shots=shots, paper_method=result["method"],
+                          seed=result.get("seed"), protocol=result.get("protocol"))]
         return [Entry(**common, method=m, top1=float(result[m]["top1"]), oracle=bool(result[m].get("oracle")),
                       paper_method=m) for m in result["methods"]]
     except (KeyError, TypeError, ValueError) as err:
@@ -151,8 +153,8 @@ def build_table(entries: Iterable[Entry]) -> Table:
     if not groups:
         raise CalipError("no results to tabulate")
     seen = list(dict.fromkeys(d for d, _, _ in groups))
-    datasets = sorted(seen, key=lambda d: (DATASET_ORDER.index(d) if d in DATASET_ORDER else len(DATASET_ORDER),
-                                           seen.index(d)))
+    order = dataset_order()
+    datasets = sorted(seen, key=lambda d: (order.index(d) if d in order else len(order), seen.index(d)))
     table = Table(columns=[], datasets=datasets, rows={d: {} for d in datasets})
     builds = list(dict.fromkeys(b for _, b, _ in groups))
     for build in builds:
@@ -173,12 +175,16 @@ def _add_method(table: Table, groups: dict[str, list[Entry]], key: str, prefix: 
         table.rows[dataset][key] = Cell(sum(e.top1 for e in group) / len(group), any(e.oracle for e in group),
                                         len(group))
         first = group[0]
-        found = published_for(dataset, first.paper_method or "", first.backbone, first.pretrained, first.shots)
+        found = published_for(dataset, first.paper_method or "", first.backbone, first.pretrained, first.shots,
+                              first.protocol)
         if found is not None:
             papers[dataset] = found
-    if not papers:
+    first = next(iter(groups.values()))[0]
+    mean = published_for(COOP11_MEAN, first.paper_method or "", first.backbone, first.pretrained, first.shots,
+                         first.protocol) if set(coop_datasets()) <= set(groups) else None
+    if not papers and mean is None:
         return
-    some = next(iter(papers.values()))
+    some = next(iter(papers.values())) if papers else mean
     setting = "" if some.setting == "zero-shot" else f" {some.setting}"
     paper_key = f"{key.split('|')[0]}|{some.method}{setting}|paper"
     if paper_key not in table.paper_sources:
@@ -189,6 +195,9 @@ def _add_method(table: Table, groups: dict[str, list[Entry]], key: str, prefix: 
     for dataset, published in papers.items():
         table.rows[dataset][paper_key] = Cell(published.value)
         table.rows[dataset][f"{key}|diff"] = Cell(table.rows[dataset][key].value - published.value)
+    if mean is not None:  # the papers' mean over the 11 CoOp datasets, beside our 2D average
+        table.coop_means[key] = (paper_key, mean.value)
+        table.paper_sources[paper_key] += f"; mean over the 11 CoOp datasets: {mean.source}"
 
 
 def _add_averages(table: Table) -> None:
@@ -203,6 +212,10 @@ def _add_averages(table: Table) -> None:
             values = [table.rows[d][column.key].value for d in rows if column.key in table.rows[d]]
             if values:
                 cells[column.key] = Cell(sum(values) / len(values), count=len(values))
+        if name == "2D" and set(coop_datasets()) <= set(rows):
+            for key, (paper_key, value) in table.coop_means.items():
+                cells[paper_key] = Cell(value, count=len(rows))
+                cells[f"{key}|diff"] = Cell(cells[key].value - value, count=len(rows))
         table.averages.append(label)
         table.rows[label] = cells
 
@@ -292,6 +305,11 @@ def chart_rows(table: Table) -> list[ChartRow]:
                 label = f"{dataset}\n{build}" if len(builds) > 1 else dataset
                 rows.append(ChartRow(label, values, published))
     return rows
+
+
+def coop_datasets() -> list[str]:
+    """The 11 CoOp image datasets (registered image datasets), whose mean the few-shot papers publish."""
+    return [name for name, info in REGISTRY.items() if not info.is_points]
 
 
 def _is_points(dataset: str) -> bool:

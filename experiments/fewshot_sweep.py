@@ -6,7 +6,7 @@ are cached (`--cache-tokens`): the test split once per dataset, the drawn shots 
 extra method costs only its own training.
 
     python experiments/fewshot_sweep.py --datasets caltech101 modelnet40 --shots 1 2 4 8 16 --seeds 1 2 3 \
-        --methods zero-shot tip-adapter linear-probe calip-fs -- --data-root DATA --backbone RN50 --pretrained openai
+        --methods zero-shot tip-adapter tip-x ape gda calip-fs -- --data-root DATA --backbone RN50 --pretrained openai
 """
 
 from __future__ import annotations
@@ -27,7 +27,10 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--datasets", nargs="+", required=True)
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4, 8, 16])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["zero-shot", "tip-adapter", "calip-fs"])
+    parser.add_argument("--methods", nargs="+", choices=METHODS,
+                        default=["zero-shot", "tip-adapter", "tip-x", "ape", "gda", "calip-fs"],
+                        help="few-shot methods (default: the training-free ones and CALIP-FS; point clouds also take "
+                             "point-nn)")
     parser.add_argument("--out-dir", default="results/fewshot_sweep", help="where runs, table and plot go")
     return parser.parse_known_args(argv)
 

@@ -7,9 +7,9 @@
     python experiments/regression.py compare OLD NEW
 
 `run` writes tiny models calibrated on the data so that their predictions vary (tests/tiny_models.py; pass
-`--models` to reuse a run's models: the second run must use the same weights), then 22 runs of `eval`, `classify`,
-`fewshot` and `tune-views` over Caltech101 and ModelNet40/10 with their JSON, stdout and feature caches. `compare`
-reports every JSON key that differs (ignoring time, command line and library versions), each stdout that differs
+`--models` to reuse a run's models: the second run must use the same weights), then 33 runs of `eval`, `classify`,
+`fewshot` and `tune-views` over Caltech101 and ModelNet40/10 (every zero-shot and few-shot method) with their JSON,
+stdout and feature caches. `compare` reports every JSON key that differs (ignoring time, command line and library versions), each stdout that differs
 and each cached tensor that differs; it exits 1 on any difference.
 """
 
@@ -57,6 +57,10 @@ def commands(out: Path, data: Path, models: dict[str, list[str]]) -> dict[str, l
                "--resolution", "100", "--points", "512", "--sampling", "fps", "--limit", "20"],
         "e7": ["eval", "--dataset", "modelnet10", *pc, "--templates", "single", "--tune-shots", "2"],
         "t1": ["tune-views", "--dataset", "modelnet40", *pc, "--oracle"],
+        "e8": ["eval", "--dataset", "caltech101", *img, "--limit", "150", "--tune-limit", "100",
+               "--methods", "clip,calip_paper,calip_tuned,tda,calip_tda"],
+        "e9": ["eval", "--dataset", "modelnet40", *pc, "--tune-shots", "2", "--memory-shots", "1", "--stream-seeds",
+               "1,2", "--methods", "pointclip,calip_tuned,tda,calip_tda,point_nn,pointclip_pointnn,calip_pointnn"],
     }
     runs = {name: [*argv, *root, *cache] for name, argv in runs.items()}
     runs["c1"] = ["classify", str(shape / "chair/chair_0391.txt"), str(shape / "airplane/airplane_0703.txt"),
@@ -64,10 +68,15 @@ def commands(out: Path, data: Path, models: dict[str, list[str]]) -> dict[str, l
     runs["c2"] = ["classify", str(shape / "chair/chair_0391.txt"), "--labels", "chair", "table", "lamp", "sofa", *pc,
                   "--views", "10", "--betas", "1,2,0.1", "--template", "a {}."]
     few = [*root, "--workers", "0", "--shots", "1", "--epochs", "2", "--split-dir", str(out / "splits")]
-    for method in ("calip-fs", "tip-adapter", "tip-adapter-f", "linear-probe", "zero-shot"):
+    for method in ("calip-fs", "tip-adapter", "tip-adapter-f", "linear-probe", "zero-shot", "gda", "ape", "tip-x"):
         runs[f"f2d-{method}"] = ["fewshot", "--dataset", "caltech101", *img, *few, "--method", method, "--limit", "100"]
-    for method in ("calip-fs", "tip-adapter", "tip-adapter-f", "linear-probe", "zero-shot", "pointclip-adapter"):
+    for method in ("calip-fs", "tip-adapter", "tip-adapter-f", "linear-probe", "zero-shot", "pointclip-adapter",
+                   "gda", "ape", "tip-x", "point-nn"):
         runs[f"f3d-{method}"] = ["fewshot", "--dataset", "modelnet40", *pc, *few, "--method", method]
+    runs["f3d-gda-calip"] = ["fewshot", "--dataset", "modelnet40", *pc, *few, "--method", "gda", "--base", "calip",
+                             "--protocol", "release"]
+    runs["f3d-pnn-all"] = ["fewshot", "--dataset", "modelnet40", *pc, *few, "--method", "point-nn", "--shots", "all",
+                           "--base", "calip", "--pointnn-shuffle"]
     runs["f3d-aug"] = ["fewshot", "--dataset", "modelnet40", *pc, *few, "--method", "tip-adapter-f", "--shots", "2",
                        "--augment", "2", "--cache-tokens", str(out / "tok")]
     return {name: [*argv, "--output", str(out / f"{name}.json")] for name, argv in runs.items()}

@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "calip3d"
 
 # Bottom to top, as in the README's layout section. A module may import from its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "atomic", "metrics", "sampling", "pointops", "presets"),
+    ("errors", "atomic", "metrics", "sampling", "pointops", "records", "presets"),
     ("attention", "search", "aggregation"),
-    ("projection", "backbone", "cache", "distributed", "encoding"),
+    ("projection", "pointnn", "backbone", "cache", "distributed", "encoding"),
     ("datasets", "io", "prompts", "results", "fetch", "reference"),
     ("zeroshot", "fewshot", "explain", "figures", "tables"),
     ("cli",),

@@ -285,4 +285,4 @@ def test_a_rank_that_never_arrives_times_out(tmp_path):
     proc = _torchrun([script.stem], tmp_path, timeout=120)
     assert proc.returncode != 0 and time.monotonic() - start < 50
     assert "error: rank 0: gathering the encoded shards on rank 0 failed" in proc.stderr
-    assert "0.05 min (--dist-timeout)" in proc.stderr
+    assert "0.05 min (Ranks.timeout)" in proc.stderr  # the library's session: the field, not the flag

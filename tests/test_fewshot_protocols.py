@@ -63,9 +63,18 @@ EXPECTED_SELECTIONS = {  # (method, protocol) -> [(what, source, oracle)] on a d
     ("calip-fs", "release"): [("betas", "published", "val"), ("epoch", "val shots", False)],
     ("zero-shot", "honest"): [("betas", "val shots", False)],
     ("zero-shot", "release"): [("betas", "published", "val")],
+    ("gda", "honest"): [("alpha", "val shots", False)],
+    ("gda", "release"): [("alpha", "val split|test split", "no-val")],
+    ("ape", "honest"): [("beta, alpha, gamma", "val shots", False)],
+    ("ape", "release"): [("beta, alpha, gamma", "val split|test split", "no-val")],
+    ("tip-x", "honest"): [("alpha, beta, gamma", "val shots", False), ("KL rescaling range", "val shots", False)],
+    ("tip-x", "release"): [("alpha, beta, gamma", "val split|test split", "no-val"),
+                           ("KL rescaling range", "test split", False)],
+    ("point-nn", "honest"): [("gamma", "val shots", False)],
+    ("point-nn", "release"): [("gamma", "test split", True)],
 }
 CASES = [(d, m, p) for d in DATASETS for m in METHODS for p in ("honest", "release")
-         if not (d == "caltech101" and m == "pointclip-adapter")]
+         if not (d == "caltech101" and METHODS[m].needs_views)]
 
 
 @pytest.mark.parametrize("dataset, method, protocol", CASES)
@@ -110,7 +119,8 @@ def _zero_shot_predictions(model, root) -> np.ndarray:
     return (flat_global(tokens.global_feats) @ flat_text(text, 6).t()).argmax(dim=1).numpy()
 
 
-@pytest.mark.parametrize("method", ["tip-adapter-f", "pointclip-adapter", "calip-fs", "tip-adapter", "zero-shot"])
+@pytest.mark.parametrize("method", ["tip-adapter-f", "pointclip-adapter", "calip-fs", "tip-adapter", "zero-shot",
+                                    "gda", "ape", "tip-x", "point-nn"])
 def test_honest_choices_never_depend_on_test_labels(method, varied_points, shared_data, tmp_path, monkeypatch):
     """Rerun with the test labels replaced by the zero-shot predictions (so test accuracy jumps): under the honest
     protocol every choice and the whole training history stay the same; under the release protocol the
@@ -298,7 +308,7 @@ def test_betas_choice_per_protocol_explicit_values_and_full_labels():
     betas, selection = resolve_betas((1, 2, 0.5), "release", caltech, no_val, None, 0.5, None)
     assert betas == (1.0, 2.0, 0.5) and all(isinstance(b, float) for b in betas)
     assert (selection.what, selection.source, selection.rule, selection.oracle) == ("betas", "given", "--betas", False)
-    with pytest.raises(CalipError, match="--betas must be 1,B2,B3, 'val' or 'paper', got 'tuned'"):
+    with pytest.raises(CalipError, match="^FewShotConfig.betas must be 1,B2,B3, 'val' or 'paper', got 'tuned'$"):
         resolve_betas("tuned", "honest", caltech, no_val, None, 0.5, None)
     assert released_search("C", "grid", "release", False, "x").label() == (
         "C: grid on the test split (as released: x; no val split, so on test as its ImageNet script does): ORACLE")
@@ -332,7 +342,7 @@ def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(mo
     expected = view_terms(glob, spatial.half().float(), text, 0.5)[0].mean(dim=1)
     torch.testing.assert_close(seen["clip"], expected)
     with pytest.raises(CalipError, match="^the betas are searched on the val shots, but this split has none: give "
-                                         "--betas paper or --betas 1,B2,B3$"):
+                                         "FewShotConfig.betas='paper' or three betas 1,B2,B3$"):
         betas_module.val_shot_betas(info, Tokens(*(t[:0] for t in val.tensors().values())), text, 0.5, views=3)
 
 
@@ -370,13 +380,14 @@ def test_split_records_what_it_was_drawn_from_and_applies_the_short_class_rule_t
     val_labels = np.array([0] * 4 + [1] * 4 + [2])  # a val split whose class 2 has 1 item
     with_val = draw_split("toy", names, labels, ids, 4, 7, val_labels, [f"v{i}" for i in range(9)])
     assert np.bincount(val_labels[with_val.val], minlength=3).tolist() == [4, 4, 1]
-    with pytest.raises(CalipError, match="--shots must be >= 1, got 0"):
+    with pytest.raises(CalipError, match="^shots must be >= 1, got 0$"):
         draw_split("toy", names, labels, ids, 0, 7)
-    with pytest.raises(CalipError, match="--short-classes must be one of keep, repeat, got 'drop'"):
+    with pytest.raises(CalipError, match="^short_classes must be one of keep, repeat, got 'drop'$"):
         draw_split("toy", names, labels, ids, 4, 7, short_classes="drop")
     broken = tmp_path / "split.json"
     broken.write_text("{not json")
-    with pytest.raises(CalipError, match="cannot read few-shot split file .*; delete it or choose another --split-dir"):
+    with pytest.raises(CalipError, match="cannot read few-shot split file .*; delete it or choose another "
+                                         "FewShotConfig.split_dir"):
         load_split(broken, split)
 
 

@@ -44,7 +44,14 @@ def test_every_run_writes_its_own_output(tmp_path):
     regression = _module()
     models = {name: ["--backbone", f"{name}.json"] for name in ("img", "pc", "vit")}
     runs = regression.commands(tmp_path, tmp_path / "data", models)
-    assert len(runs) == 22
+    assert len(runs) == 33
     outputs = [argv[argv.index("--output") + 1] for argv in runs.values()]
     assert len(set(outputs)) == len(runs)
     assert {argv[0] for argv in runs.values()} == {"eval", "classify", "fewshot", "tune-views"}
+    from calip3d.fewshot.methods import METHODS
+    from calip3d.zeroshot import ZERO_SHOT_METHODS
+    few = {argv[argv.index("--method") + 1] for argv in runs.values() if argv[0] == "fewshot"}
+    assert few == set(METHODS)  # every few-shot method of the registry is in the refactor check
+    asked = {m for argv in runs.values() if "--methods" in argv for m in argv[argv.index("--methods") + 1].split(",")}
+    on_request = {name for name, cls in ZERO_SHOT_METHODS.items() if not cls.default}
+    assert on_request and on_request <= asked  # the default rows run in every eval; the others are asked for

@@ -90,14 +90,16 @@ def _comparable(dataset: str, methods: list[MethodResult]) -> EvalResult:
 
 def test_eval_result_json_and_printed_table_carry_the_reference():
     comparable = _comparable("caltech101", [MethodResult("clip", 85.0, 95.0, None, "plain CLIP"),
-                                            MethodResult("calip_tuned", 90.0, 96.0, [1, 2, 0.1], "tuned")])
+                                            MethodResult("calip_tuned", 90.0, 96.0, [1, 2, 0.1], "tuned"),
+                                            MethodResult("tda", 88.0, 96.0, None, "TDA")])
     data = comparable.to_dict()
-    assert {r["method"] for r in data["reference"]} == {"CLIP", "CALIP"}
+    assert {r["method"] for r in data["reference"]} == {"CLIP", "CALIP", "TDA"}
     assert all(r["comparable"] for r in data["reference"])
     table = comparable.table()
     assert "paper" in table.splitlines()[1]
     clip_row = next(line for line in table.splitlines() if line.startswith("clip "))
     assert "86.29 (-1.29)" in clip_row
+    assert "89.70 (-1.70)" in next(line for line in table.splitlines() if line.startswith("tda "))  # TDA's README
     local = EvalResult("caltech101", "test", 10, 5, comparable.methods,
                        {"backbone": {"name": "RN50", "pretrained": "/w/rn50.pt", "weights": "file:/w/rn50.pt"}})
     assert not any(r["comparable"] for r in local.to_dict()["reference"])

@@ -12,7 +12,7 @@ import pytest
 from calip3d.datasets.images import IMAGE_DATASETS
 from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.errors import CalipError
-from calip3d.presets import PUBLISHED_RESULTS, published_results
+from calip3d.presets import COOP11_MEAN, PUBLISHED_RESULTS, published_results
 from calip3d.reference import normalise_backbone, paper_column, reference_block
 from calip3d.tables import chart_rows, merge_results, render, to_csv, to_markdown
 
@@ -137,8 +137,9 @@ def test_render_by_extension_and_bad_files(result_files, tmp_path):
 def test_reference_block_and_paper_column():
     block = reference_block("caltech101", "RN50", "openai")
     assert {(r["method"], r["value"], r["comparable"]) for r in block} == {("CLIP", 86.29, True),
-                                                                           ("CALIP", 87.71, True)}
-    assert all("GDA" in r["source"] for r in block)
+                                                                           ("CALIP", 87.71, True), ("TDA", 89.7, True)}
+    assert all("GDA" in r["source"] for r in block if r["method"] != "TDA")
+    assert next(r for r in block if r["method"] == "TDA")["source"].startswith("TDA (CVPR 2024)")
     assert not any(r["comparable"] for r in reference_block("caltech101", "ViT-B/16", "openai"))
     assert not any(r["comparable"] for r in reference_block("caltech101", "RN50", "laion400m_e32"))
     v2 = [r for r in reference_block("modelnet40", "ViT-B/16", "openai") if r["method"] == "PointCLIP V2"]
@@ -152,10 +153,16 @@ def test_reference_block_and_paper_column():
 
 
 def test_published_table_is_well_formed():
-    known = set(REGISTRY)
+    known = set(REGISTRY) | {COOP11_MEAN}
     assert {r.dataset for r in PUBLISHED_RESULTS} <= known
     for dataset in IMAGE_DATASETS:
-        assert {(r.method, r.backbone) for r in published_results(dataset)} == {("CLIP", "RN50"), ("CALIP", "RN50")}
+        zero_shot = {(r.method, r.backbone) for r in published_results(dataset) if r.setting == "zero-shot"}
+        assert zero_shot == {("CLIP", "RN50"), ("CALIP", "RN50"), ("TDA", "RN50")}
+    imagenet_16 = {r.method: r.value for r in published_results("imagenet") if r.setting == "16-shot"}
+    assert imagenet_16 == {"GDA": 63.82, "APE": 63.42, "Tip-X": 62.61, "Tip-Adapter": 62.03, "Tip-Adapter-F": 65.51}
+    means = {(r.method, r.setting): r.value for r in published_results(COOP11_MEAN)}
+    assert means[("GDA", "16-shot")] == 76.05 and means[("APE", "1-shot")] == 65.13 and means[("TDA", "zero-shot")]
+    assert all(r.protocol == "release" for r in PUBLISHED_RESULTS if r.setting != "zero-shot" and r.method != "PointCLIP")
     for result in PUBLISHED_RESULTS:
         assert open_clip.get_model_config(result.backbone) is not None, result
         assert result.weights == "openai" and result.source and result.setting.endswith(("zero-shot", "-shot"))
@@ -163,3 +170,36 @@ def test_published_table_is_well_formed():
             and r.dataset.startswith("scanobjectnn")]
     assert scan and all("does not name the ScanObjectNN variant" in r.note for r in scan)
     assert published_results("modelnet40")[0].value == 20.18  # primary source first
+
+
+def test_training_free_numbers_sit_only_beside_comparable_runs(tmp_path):
+    """GDA at 16 shots on the 11 CoOp datasets: under the release protocol the table shows GDA's published ImageNet
+    number and its published 11-dataset mean beside our 2D average; honest runs, other backbones and partial sets
+    of datasets get no published mean."""
+    from calip3d.tables import coop_datasets, to_markdown
+
+    def write(protocol, name="RN50", datasets=None):
+        paths = []
+        for i, dataset in enumerate(datasets or coop_datasets()):
+            result = {**fewshot_result(dataset, "gda", 16, 1, 70.0 + i, name=name), "schema": "calip3d.fewshot/2",
+                      "protocol": protocol, "oracle": protocol == "release" and dataset == "imagenet"}
+            path = tmp_path / f"{protocol}{name}{len(paths)}{len(datasets or [])}.json"
+            path.write_text(json.dumps(result))
+            paths.append(path)
+        return paths
+
+    table = merge_results(write("release"))
+    paper = next(c for c in table.columns if c.kind == "paper")
+    assert paper.header == "GDA 16-shot paper"
+    assert table.rows["imagenet"][paper.key].value == 63.82
+    average = table.rows["average"]
+    ours = next(c for c in table.columns if c.kind == "ours")
+    assert average[paper.key].value == 76.05
+    assert average[f"{ours.key}|diff"].value == pytest.approx(75.0 - 76.05)  # our mean is 70 + 5
+    assert "mean over the 11 CoOp datasets" in to_markdown(table)
+    assert table.rows["imagenet"][ours.key].oracle  # the release protocol's ImageNet search is ORACLE
+    for paths in (write("honest"), write("release", name="ViT-B-16")):
+        assert not [c for c in merge_results(paths).columns if c.kind == "paper"]
+    partial = merge_results(write("release", datasets=["caltech101", "imagenet"]))
+    paper = next(c for c in partial.columns if c.kind == "paper")
+    assert paper.key not in partial.rows["average"] or partial.rows["average"][paper.key].value == 63.82

@@ -1,11 +1,11 @@
 """CALIP attention: the parameter-free terms (zero-shot) and, for few-shot, the parametric module."""
 
 from .calip import (
-    CALIP_DEFAULT_TEMPERATURE, calip_attention, calip_logits, calip_terms, combine_terms, terms_from_attention,
+    CALIP_DEFAULT_TEMPERATURE, calip_attention, calip_logits, calip_scores, calip_terms, combine_terms, terms_from_attention,
 )
 from .parametric import ParametricCALIP
 
 __all__ = [
-    "CALIP_DEFAULT_TEMPERATURE", "ParametricCALIP", "calip_attention", "calip_logits", "calip_terms", "combine_terms",
-    "terms_from_attention",
+    "CALIP_DEFAULT_TEMPERATURE", "ParametricCALIP", "calip_attention", "calip_logits", "calip_scores", "calip_terms",
+    "combine_terms", "terms_from_attention",
 ]

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from calip3d.aggregation import aggregate_views
 from calip3d.presets import CALIP_TEMPERATURE, DEFAULT_BETAS, LOGIT_SCALE
 
 CALIP_DEFAULT_TEMPERATURE = CALIP_TEMPERATURE
@@ -101,6 +102,17 @@ def combine_terms(
     clip, visual_guided, textual_blended = terms
     b1, b2, b3 = (float(b) for b in betas)
     return logit_scale * (b1 * clip + b2 * visual_guided + b3 * textual_blended)
+
+
+def calip_scores(terms: Sequence[torch.Tensor], betas: Sequence[float] | None,
+                 view_weights: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+    """The logits `[N, K]` of every scoring path from the three terms: each `[N, K]` (images) or `[N, V, K]` (point
+    clouds: each term summed over views with `view_weights`, None = the plain sum, then combined), times
+    `LOGIT_SCALE`. `betas` None: the CLIP term alone (plain CLIP / PointCLIP)."""
+    used = terms if betas is not None else terms[:1]
+    if used[0].ndim == 3:
+        used = [aggregate_views(t, view_weights) for t in used]
+    return LOGIT_SCALE * used[0] if betas is None else combine_terms(used, betas)
 
 
 def calip_logits(

@@ -21,7 +21,7 @@ from calip3d.zeroshot import ClassifyConfig, classify_clouds, load_clouds
 
 from .flags import (
     add_backbone_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums, new_parser,
-    parse_betas, parse_view_weights, projector_config,
+    parse_betas, parse_view_weights, projector_config, speaks_flags,
 )
 
 
@@ -58,6 +58,7 @@ def classify_config(args: argparse.Namespace, labels: Sequence[str], template: s
                           mesh_samples=args.mesh_samples, projector=projector_config(args))
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d classify") -> int:
     args = build_parser(prog).parse_args(argv)
     check_minimums(args, {"top_k": 1, "points": 1})

@@ -14,7 +14,7 @@ from typing import Sequence
 from calip3d.errors import CalipError, run_cli
 from calip3d.fetch import data_root, dataset_names, fetch_dataset, format_listing, list_datasets
 
-from .flags import new_parser
+from .flags import new_parser, speaks_flags
 
 
 def build_parser(prog: str = "calip3d fetch") -> argparse.ArgumentParser:
@@ -32,6 +32,7 @@ def build_parser(prog: str = "calip3d fetch") -> argparse.ArgumentParser:
     return parser
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d fetch") -> int:
     args = build_parser(prog).parse_args(argv)
     root = data_root(args.root)

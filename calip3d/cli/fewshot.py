@@ -17,6 +17,8 @@ from typing import Sequence
 from calip3d.errors import CalipError, run_cli
 from calip3d.fewshot import FewShotConfig, TipSettings, TrainOverrides, fewshot_table, run_fewshot
 from calip3d.fewshot.betas import BETA_CHOICES
+from calip3d.fewshot.config import BASES
+from calip3d.fewshot.protocol import ALL_SHOTS
 from calip3d.fewshot.methods import FEATURES, METHODS
 from calip3d.fewshot.selection import PROTOCOLS
 from calip3d.results import write_json
@@ -24,14 +26,24 @@ from calip3d.sampling import SHORT_CLASSES
 
 from .flags import (
     add_backbone_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags, add_temperature_flag,
-    check_minimums, encode_config, new_parser, parse_betas, parse_positive_list, point_settings, projector_config,
-    run_pipeline,
+    check_minimums, dataset_output_name, encode_config, new_parser, parse_betas, parse_positive_list, point_settings,
+    projector_config, run_pipeline, speaks_flags,
 )
 
 
 def parse_fewshot_betas(text: str) -> tuple[float, float, float] | str:
     """`--betas 1,B2,B3`, `val` or `paper`."""
     return text if text in BETA_CHOICES else parse_betas(text)
+
+
+def parse_shots(text: str) -> int | str:
+    """`--shots K` or `--shots all`."""
+    if text == ALL_SHOTS:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or 'all', got {text!r}") from None
 
 
 def parse_pair(flag: str, text: str | None, kind: type = float) -> tuple | None:
@@ -47,9 +59,12 @@ def parse_pair(flag: str, text: str | None, kind: type = float) -> tuple | None:
 
 def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
     parser = new_parser(prog, __doc__)
-    parser.add_argument("--dataset", required=True, help="a 2D CoOp dataset or a 3D dataset (as calip3d eval)")
+    parser.add_argument("--dataset", required=True, help="a 2D CoOp dataset or a 3D dataset (as calip3d eval), or "
+                        "folder:PATH with PATH/train/<class>/<file> and PATH/test/... (data/README.md)")
     add_data_flags(parser)
-    parser.add_argument("--shots", type=int, default=16, help="train shots per class (1, 2, 4, 8, 16)")
+    parser.add_argument("--shots", type=parse_shots, default=16,
+                        help="train shots per class (1, 2, 4, 8, 16), or 'all': the whole train split (point-nn's "
+                             "memory, the release's setting)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the shot draw and of training")
     parser.add_argument("--method", choices=tuple(METHODS), default="calip-fs", help="method to train and evaluate")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="honest",
@@ -90,6 +105,22 @@ def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
     train.add_argument("--features", choices=FEATURES, default="raw",
                        help="linear-probe and pointclip-adapter inputs: raw CLIP features, as CoOp's lpclip and "
                             "PointCLIP feed them, or L2-normalised, as CLIP_benchmark's probe (default: raw)")
+    train.add_argument("--base", choices=BASES, default=None,
+                       help="the zero-shot logits a training-free method adds to: clip (CLIP; for point clouds "
+                            "PointCLIP, also spelled pointclip), as released, or calip (CALIP with the run's --betas: "
+                            "a calip3d combination with no published counterpart). Default: each method's own "
+                            "(gda, ape, tip-x: clip; point-nn: none, Point-NN alone)")
+    pnn = parser.add_argument_group("Point-NN (--method point-nn; weights-free, point clouds)")
+    pnn.add_argument("--pointnn-normalize", choices=("cloud", "batch"), default=None,
+                     help="each stage's std over one cloud (a prediction depends on its cloud only) or over the whole "
+                          "batch of 16 consecutive clouds, as released (default: batch with --protocol release, "
+                          "else cloud)")
+    pnn.add_argument("--no-normalize", action="store_true",
+                     help="do not centre and scale the clouds to the unit sphere (every method reads the same "
+                          "clouds; Point-NN's release feeds the raw first 1,024 points)")
+    pnn.add_argument("--pointnn-shuffle", action="store_true",
+                     help="shuffle each memory cloud's point order with --seed before encoding, as the release does "
+                          "(unseeded there); default: no shuffle")
     tip = parser.add_argument_group("Tip-Adapter (defaults: the dataset's released configs/*.yaml; 3D: ImageNet's)")
     tip.add_argument("--tip-alpha", type=float, default=None, help="initial alpha (Tip-Adapter-F trains with it)")
     tip.add_argument("--tip-beta", type=float, default=None, help="initial beta (Tip-Adapter-F trains with it)")
@@ -113,7 +144,9 @@ def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
     add_projector_flags(data, 10, "3D views (PointCLIP's few-shot preset: 10 views, resolution 224, distance 1.4)",
                         settings=False)
     add_point_flags(data, sampling=False)
-    data.add_argument("--skip-bad-files", action="store_true", help="skip unreadable test images")
+    data.add_argument("--skip-bad-files", action="store_true",
+                      help="skip unreadable test images; for a folder:PATH of point clouds, the unreadable clouds of "
+                           "every split (listed, and in the result)")
     out = parser.add_argument_group("outputs")
     out.add_argument("--output", default=None,
                      help="JSON result (default results/fewshot/<dataset>_<method>_<K>shot_seed<S>.json)")
@@ -128,7 +161,8 @@ def build_parser(prog: str = "calip3d fewshot") -> argparse.ArgumentParser:
 
 
 def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
-    check_minimums(args, {"shots": 1, "train_batch_size": 1, "batch_size": 1, "points": 1, "augment": 0,
+    shots = {} if args.shots == ALL_SHOTS else {"shots": 1}
+    check_minimums(args, {**shots, "train_batch_size": 1, "batch_size": 1, "points": 1, "augment": 0,
                           "limit": 1, "workers": 0, "tip_alpha": 0, "tip_beta": 0})
     return FewShotConfig(
         dataset=args.dataset, data_root=args.data_root, shots=args.shots, seed=args.seed, method=args.method,
@@ -137,6 +171,7 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
                              weight_decay=args.weight_decay, label_smoothing=args.label_smoothing),
         lr_grid=parse_positive_list("--lr-grid", args.lr_grid) if args.lr_grid else None, hidden=args.hidden,
         learn_betas=args.learn_betas, per_view=args.per_view, augment=args.augment, features=args.features,
+        base=args.base, pointnn_normalize=args.pointnn_normalize, pointnn_shuffle=args.pointnn_shuffle,
         tip=TipSettings(alpha=args.tip_alpha, beta=args.tip_beta,
                         search_scale=parse_pair("--tip-search-scale", args.tip_search_scale),
                         search_steps=parse_pair("--tip-search-steps", args.tip_search_steps, int)),
@@ -147,6 +182,7 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
                              announce_cache=True))
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d fewshot") -> int:
     args = build_parser(prog).parse_args(argv)
     config = fewshot_config(args)
@@ -155,7 +191,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "calip3d fewshot") -> in
         return 0
     result, _ = outcome
     output = Path(args.output) if args.output else \
-        Path("results/fewshot") / f"{result['dataset']}_{args.method}_{args.shots}shot_seed{args.seed}.json"
+        Path("results/fewshot") / f"{dataset_output_name(result['dataset'])}_{args.method}_{args.shots}shot_seed" \
+                                  f"{args.seed}.json"
     write_json(output, result)
     print(fewshot_table(result))
     print(f"results written to {output}")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import replace
+import functools
+import re
+from dataclasses import asdict, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -16,13 +18,13 @@ from typing import Any, Callable, TypeVar
 import torch
 
 from calip3d.backbone import BackboneConfig
-from calip3d.datasets import PointSettings
+from calip3d.datasets import FolderPointSettings, PointSettings, dataset_file_stem, is_folder_dataset
 from calip3d.distributed import DEFAULT_TIMEOUT, Ranks, session
 from calip3d.encoding import EncodeConfig, default_workers
 from calip3d.errors import CalipError, check_at_least
 from calip3d.fetch import data_root, ensure_dataset
 from calip3d.presets import CALIP_TEMPERATURE
-from calip3d.projection import ProjectorConfig
+from calip3d.projection import PROJECTORS, ProjectorConfig
 
 T = TypeVar("T")
 
@@ -86,6 +88,97 @@ def check_minimums(args: argparse.Namespace, minimums: dict[str, int]) -> None:
         check_at_least(getattr(args, dest), least, f"--{dest.replace('_', '-')}")
 
 
+# ------------------------------------------------------------------------------------------------ messages
+
+# The library names config fields in its messages ("SearchConfig.steps must be >= 1, got 0"); the commands name the
+# flag that sets the field instead ("--search-steps must be >= 1, got 0"). One entry per `Class.field` a library
+# message may name (tests/test_messages.py checks each is a real field and a real flag).
+FIELD_FLAGS: dict[str, str] = {
+    "BackboneConfig.device": "--device",
+    "BackboneConfig.precision": "--precision",
+    "BackboneConfig.pretrained": "--pretrained",
+    "BackboneConfig.quick_gelu": "--quick-gelu",
+    "BackboneConfig.weights_cache": "--cache-dir-weights",
+    "ClassifyConfig.labels": "--labels",
+    "ClassifyConfig.num_points": "--points",
+    "ClassifyConfig.template": "--template",
+    "ClassifyConfig.view_weights": "--view-weights",
+    "EncodeConfig.batch_size": "--batch-size",
+    "EncodeConfig.decode_on_device": "--decode-on-device",
+    "EncodeConfig.skip_bad_files": "--skip-bad-files",
+    "EncodeConfig.temperature": "--temperature",
+    "EncodeConfig.workers": "--workers",
+    "EvalConfig.betas": "--betas",
+    "EvalConfig.limit": "--limit",
+    "EvalConfig.memory_shots": "--memory-shots",
+    "EvalConfig.methods": "--methods",
+    "EvalConfig.stream_seeds": "--stream-seeds",
+    "EvalConfig.view_weights": "--view-weights",
+    "FewShotConfig.augment": "--augment",
+    "FewShotConfig.base": "--base",
+    "FewShotConfig.betas": "--betas",
+    "FewShotConfig.checkpoint": "--checkpoint",
+    "FewShotConfig.eval_only": "--eval-only",
+    "FewShotConfig.features": "--features",
+    "FewShotConfig.limit": "--limit",
+    "FewShotConfig.lr_grid": "--lr-grid",
+    "FewShotConfig.method": "--method",
+    "FewShotConfig.protocol": "--protocol",
+    "FewShotConfig.short_classes": "--short-classes",
+    "FewShotConfig.shots": "--shots",
+    "FewShotConfig.split_dir": "--split-dir",
+    "PointSettings.num_points": "--points",
+    "ProjectorConfig.views": "--views",
+    "Ranks.timeout": "--dist-timeout",
+    "SearchConfig.beta2_max": "--beta2-max",
+    "SearchConfig.beta3_max": "--beta3-max",
+    "SearchConfig.restarts": "--restarts",
+    "SearchConfig.rounds": "--rounds",
+    "SearchConfig.steps": "--search-steps",
+    "SearchConfig.view_grid": "--view-grid",
+    "SearchConfig.view_method": "--method",
+    "TrainOverrides.batch_size": "--train-batch-size",
+    "TuneConfig.limit": "--tune-limit",
+    "TuneConfig.on": "--tune-on",
+    "TuneConfig.seed": "--tune-seed",
+    "TuneConfig.shots": "--tune-shots",
+    "TuneViewsConfig.limit": "--limit",
+    "TuneViewsConfig.seed": "--tune-seed",
+    "TuneViewsConfig.shots": "--shots",
+    "TuneViewsConfig.tune_split": "--tune-split",
+}
+
+# `Class.field`, optionally with a suggested setting `=VALUE` (`'quoted'` or one token): "use BackboneConfig.device='cpu'"
+_FIELD = re.compile(r"(?<![\w.])([A-Z]\w*\.[a-z_]\w*)(?:=('[^']*'|[\w.:/-]*\w))?(?![\w.]*\w)")
+
+
+def flag_message(text: str) -> str:
+    """`text` with each config field of `FIELD_FLAGS` named by its flag: `SearchConfig.steps` -> `--search-steps`, a
+    suggested setting `Field=VALUE` -> `--flag VALUE` (`=True`: the switch alone); other text unchanged."""
+    def to_flag(match: re.Match[str]) -> str:
+        flag = FIELD_FLAGS.get(match[1])
+        if flag is None:
+            return match[0]
+        value = match[2]
+        if value is None or value == "True":
+            return flag
+        return flag + " " + value.strip("'")
+    return _FIELD.sub(to_flag, text)
+
+
+def speaks_flags(main: Callable[..., T]) -> Callable[..., T]:
+    """A command's `main` whose `CalipError`s name flags where the library named config fields (`flag_message`)."""
+    @functools.wraps(main)
+    def wrapped(*args: Any, **kwargs: Any) -> T:
+        try:
+            return main(*args, **kwargs)
+        except CalipError as err:
+            if len(err.args) == 1 and isinstance(err.args[0], str):
+                err.args = (flag_message(err.args[0]),)
+            raise
+    return wrapped
+
+
 # ------------------------------------------------------------------------------------------------ flag groups
 
 
@@ -93,7 +186,7 @@ def add_data_flags(parser: argparse.ArgumentParser, download: bool = True) -> No
     """`--data-root` (optional: the default data root), and with `download` `--no-download` / `--mirror`."""
     parser.add_argument("--data-root", default=None,
                         help="folder holding the dataset folders (default: $CALIP3D_DATA, else "
-                             "~/.cache/calip3d/data; see data/README.md)")
+                             "~/.cache/calip3d/data; see data/README.md; not used by folder:PATH datasets)")
     if download:
         parser.add_argument("--no-download", action="store_true",
                             help="never download a missing dataset (also CALIP3D_OFFLINE=1); report what to get")
@@ -183,7 +276,7 @@ def distributed_session(args: argparse.Namespace) -> contextlib.AbstractContextM
 def add_projector_flags(group: argparse._ArgumentGroup, views_default: int | None, views_help: str,
                         settings: bool) -> None:
     """`--projector`, `--views`, and with `settings` PointCLIP's `--distance` / `--resolution`."""
-    group.add_argument("--projector", choices=("pointclip", "realistic"), default="pointclip",
+    group.add_argument("--projector", choices=tuple(PROJECTORS), default="pointclip",
                        help="pointclip: PointCLIP's depth scatter; realistic: PointCLIP V2's projection")
     group.add_argument("--views", type=int, choices=(6, 10), default=views_default, help=views_help)
     if settings:
@@ -215,8 +308,13 @@ def add_point_flags(group: argparse._ArgumentGroup, sampling: bool) -> None:
 
 
 def point_settings(args: argparse.Namespace) -> PointSettings:
-    return PointSettings(format=args.format, num_points=args.points, sampling=getattr(args, "sampling", "first"),
-                         normalize=not getattr(args, "no_normalize", False), up_axis=args.up_axis)
+    """The point flags; for a folder dataset with `--skip-bad-files`, a `FolderPointSettings` that skips unreadable
+    clouds when the folder is read."""
+    settings = PointSettings(format=args.format, num_points=args.points, sampling=getattr(args, "sampling", "first"),
+                             normalize=not getattr(args, "no_normalize", False), up_axis=args.up_axis)
+    if getattr(args, "skip_bad_files", False) and is_folder_dataset(getattr(args, "dataset", None) or ""):
+        return FolderPointSettings(**asdict(settings), skip_bad_files=True)
+    return settings
 
 
 def add_temperature_flag(group: argparse._ArgumentGroup, help_text: str) -> None:
@@ -238,6 +336,12 @@ def encode_config(args: argparse.Namespace, **overrides: Any) -> EncodeConfig:
                                     skip_bad_files=getattr(args, "skip_bad_files", False),
                                     decode_on_device=getattr(args, "decode_on_device", False))
     return EncodeConfig(**{**settings, **overrides})
+
+
+def dataset_output_name(dataset: str) -> str:
+    """The dataset part of default output file names: `--dataset` as given, or a folder dataset's file-safe stem
+    (`DatasetInfo.file_stem`)."""
+    return dataset_file_stem(dataset)
 
 
 def output_name(backbone: str) -> str:

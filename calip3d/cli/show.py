@@ -1,10 +1,10 @@
 """`calip3d show INPUT... --labels A B C | --label-set NAME`: see what CALIP does, one PNG per input.
 
 INPUT is a point cloud or mesh (anything `classify` reads) or an image (jpg, png, ... in any case); `--dataset NAME
---index I` takes an item of a dataset instead. For a point cloud: the projected views as CLIP sees them, CALIP's
-attention over the spatial positions for the top classes as heat maps over each view, and per view the three CALIP
-terms, the view weights and the final probabilities. For an image: the image, one attention map per top class, the
-terms and the CLIP vs CALIP probabilities. Defaults as `eval`: PointCLIP projector, 6 views, betas 1,1.12,0.02 (an
+--index I` takes an item of a dataset (`folder:PATH` too) instead. For a point cloud: the projected views as CLIP sees
+them, CALIP's attention over the spatial positions for the top classes as heat maps over each view, and per view the
+three CALIP terms, the view weights and the final probabilities. For an image: the image, one attention map per top
+class, the terms and the CLIP vs CALIP probabilities. Defaults as `eval`: PointCLIP projector, 6 views, betas 1,1.12,0.02 (an
 image dataset's published pair for its photos), uniform view weights; the 3 top classes.
 """
 
@@ -30,7 +30,7 @@ from calip3d.zeroshot import ClassifyConfig, load_clouds
 from .classify import classify_config
 from .flags import (
     add_backbone_flags, add_data_flags, add_projector_flags, add_temperature_flag, backbone_config, check_minimums,
-    ensure_data, new_parser, parse_betas, parse_view_weights,
+    ensure_data, new_parser, parse_betas, parse_view_weights, speaks_flags,
 )
 
 IMAGE_LABEL_SETS = tuple(name for name, info in DATASETS.items() if not info.is_points)
@@ -45,7 +45,7 @@ def build_parser(prog: str = "calip3d show") -> argparse.ArgumentParser:
                         help="a dataset's class names as candidates (point-cloud sets, or an image dataset's, read "
                              "from its split under --data-root)")
     item = parser.add_argument_group("an item of a dataset instead of files")
-    item.add_argument("--dataset", default=None, help="dataset name or alias (as eval takes it)")
+    item.add_argument("--dataset", default=None, help="dataset name or alias, or folder:PATH (as eval takes it)")
     item.add_argument("--index", type=int, default=None, help="the item's position in --split")
     item.add_argument("--split", choices=("test", "val", "train"), default="test", help="the split of --index")
     add_data_flags(item)
@@ -98,7 +98,8 @@ def _dataset_item(args: argparse.Namespace) -> tuple[Shown, Candidates]:
     if not 0 <= args.index < len(split):
         raise CalipError(f"--index {args.index} is outside the {len(split)} items of {info.name} {args.split}")
     label = split.classnames[int(split.labels[args.index])]
-    name, title = f"{info.name}_{args.split}_{args.index}", f"{info.name} {args.split} #{args.index} (true: {label})"
+    shown = info.title if info.is_folder else info.name
+    name, title = f"{info.file_stem}_{args.split}_{args.index}", f"{shown} {args.split} #{args.index} (true: {label})"
     if info.is_points:
         return Shown(name, title, cloud=split.points[args.index]), Candidates(split.classnames)
     return Shown(name, title, image=read_image(split.items[args.index][0])), Candidates(split.classnames, info.name)
@@ -161,6 +162,7 @@ def _save(result: Explanation, item: Shown, args: argparse.Namespace, several: b
         print(f"  maps -> {result.save_npz(target)}")
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d show") -> int:
     args = build_parser(prog).parse_args(argv)
     check_minimums(args, {"classes": 1, "points": 1, "mesh_samples": 2})

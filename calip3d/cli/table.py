@@ -16,7 +16,7 @@ from calip3d.errors import run_cli
 from calip3d.figures import results_bar_chart
 from calip3d.tables import chart_rows, merge_results, render, to_markdown
 
-from .flags import new_parser
+from .flags import new_parser, speaks_flags
 
 
 def build_parser(prog: str = "calip3d table") -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser(prog: str = "calip3d table") -> argparse.ArgumentParser:
     return parser
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d table") -> int:
     args = build_parser(prog).parse_args(argv)
     table = merge_results(args.results)

@@ -13,20 +13,22 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from calip3d.datasets.registry import POINTS, registered_names
 from calip3d.errors import run_cli
 from calip3d.zeroshot import TuneViewsConfig, run_tune_views
 
 from .eval import TEMPLATES_HELP, add_search_flags, search_config
 from .flags import (
     add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags,
-    add_temperature_flag, check_minimums, encode_config, new_parser, point_settings, projector_config, run_pipeline,
+    add_temperature_flag, check_minimums, dataset_output_name, encode_config, new_parser, point_settings,
+    projector_config, run_pipeline, speaks_flags,
 )
 
 
 def build_parser(prog: str = "calip3d tune-views") -> argparse.ArgumentParser:
     parser = new_parser(prog, __doc__.split("\n\n")[0])
-    parser.add_argument("--dataset", required=True, help="a point-cloud dataset: modelnet40, modelnet10, "
-                        "scanobjectnn-objonly, scanobjectnn-objbg, scanobjectnn-hardest")
+    parser.add_argument("--dataset", required=True, help=f"a point-cloud dataset: {', '.join(registered_names(POINTS))}, "
+                        "or folder:PATH (your own clouds in PATH/{train,test}/<class>/<file>; data/README.md)")
     add_data_flags(parser)
     add_backbone_flags(parser)
     add_scale_flags(parser)
@@ -59,6 +61,7 @@ def build_parser(prog: str = "calip3d tune-views") -> argparse.ArgumentParser:
     return parser
 
 
+@speaks_flags
 def main(argv: Sequence[str] | None = None, prog: str = "calip3d tune-views") -> int:
     args = build_parser(prog).parse_args(argv)
     check_minimums(args, {"batch_size": 1, "limit": 1, "shots": 1, "points": 1, "search_steps": 1, "rounds": 1,
@@ -74,7 +77,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "calip3d tune-views") ->
         return 0
     print(result.table())
     views = result.provenance["projector"]["num_views"]
-    output = Path(args.output or f"results/tune_views_{result.dataset}_{views}v.json")
+    output = Path(args.output or f"results/tune_views_{dataset_output_name(result.dataset)}_{views}v.json")
     result.write_json(output)
     print(f"results written to {output}")
     return 0

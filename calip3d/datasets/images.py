@@ -1,4 +1,5 @@
-"""The 11 CoOp image datasets in CoOp's layout (CoOp's DATASETS.md), and a torch Dataset over their images.
+"""The 11 CoOp image datasets in CoOp's layout (CoOp's DATASETS.md), and a torch Dataset over their images. Where
+each lives and how its split is stored is its record's `ImageLayout` (`calip3d.records.coop`).
 
 Layout and parsing follow CoOp's dataset classes (KaiyangZhou/CoOp `datasets/*.py`):
 
@@ -20,8 +21,9 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Sequence
+import sys
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -31,26 +33,28 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from calip3d.cache import fingerprint_fields
 from calip3d.encoding import Batch, Loading
 from calip3d.errors import CalipError
+from calip3d.records import COOP_DATASETS_MD  # noqa: F401  (re-exported)
+from calip3d.records import DatasetRecord, ImageLayout, dataset_record, view
 
 from .registry import IMAGES, get_dataset
 
 SPLITS = ("train", "val", "test")
-COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 
 
 @dataclass(frozen=True)
-class ImageDatasetSpec:
-    """Where one CoOp dataset lives under the data root and how its split is stored."""
+class ImageDatasetSpec(ImageLayout):
+    """One CoOp dataset as the readers see it: its record's `ImageLayout`, --dataset `name` (aliases: see
+    calip3d.datasets.registry) and CoOp's dataset class name (`coop_name`, the record's title)."""
 
-    name: str  # the --dataset name (aliases: see calip3d.datasets.registry)
-    coop_name: str  # CoOp's dataset class name
-    folder: str  # folder under the data root
-    image_dir: str  # image folder relative to `folder` ("" = `folder` itself)
-    split_file: str  # CoOp json; for "fgvc" the txt pattern; for "imagenet" the classnames file
-    fmt: str  # "coop-json" | "imagenet" | "fgvc"
-    layout: str  # the expected tree, shown in errors
-    source: str  # where to get the images
-    classname_map: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+    coop_name: str = ""
+
+    @classmethod
+    def of(cls, record: DatasetRecord) -> "ImageDatasetSpec":
+        """The spec of an image dataset's record (a `CalipError` naming it when the record has no image layout)."""
+        layout = record.require("image")
+        return cls(**{f.name: getattr(layout, f.name) for f in fields(ImageLayout)}, name=record.name,
+                   coop_name=record.title)
 
 
 @dataclass(frozen=True)
@@ -116,94 +120,9 @@ class ImageSplit:
         return image_batches(self.items, loading.transform, loading)
 
 
-# CoOp's EuroSAT NEW_CNAMES (datasets/eurosat.py), applied by CoOp when it wrote split_zhou_EuroSAT.json.
-EUROSAT_CLASSNAMES = {
-    "AnnualCrop": "Annual Crop Land",
-    "Forest": "Forest",
-    "HerbaceousVegetation": "Herbaceous Vegetation Land",
-    "Highway": "Highway or Road",
-    "Industrial": "Industrial Buildings",
-    "Pasture": "Pasture Land",
-    "PermanentCrop": "Permanent Crop Land",
-    "Residential": "Residential Buildings",
-    "River": "River",
-    "SeaLake": "Sea or Lake",
-}
-
-
-def _json_spec(name: str, coop_name: str, folder: str, image_dir: str, tree: str, source: str,
-               classname_map: dict[str, str] | None = None) -> ImageDatasetSpec:
-    split_file = f"split_zhou_{coop_name}.json"
-    lines = [f"{folder}/"] + [f"|-- {line}" for line in tree.splitlines()] + [f"`-- {split_file}"]
-    return ImageDatasetSpec(
-        name=name, coop_name=coop_name, folder=folder, image_dir=image_dir, split_file=split_file,
-        fmt="coop-json", layout="\n".join(lines),
-        source=f"{source}; {split_file}: CoOp's split, linked from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
-        classname_map=classname_map or {},
-    )
-
-
-_SPECS = [
-    ImageDatasetSpec(
-        name="imagenet", coop_name="ImageNet", folder="imagenet", image_dir="images",
-        split_file="classnames.txt", fmt="imagenet",
-        layout="imagenet/\n"
-               "|-- classnames.txt          lines 'n01440764 tench' (CoOp's file)\n"
-               "`-- images/\n"
-               "    |-- train/n01440764/*.JPEG   (1,000 wnid folders)\n"
-               "    `-- val/n01440764/*.JPEG     (val images sorted into the same wnid folders)",
-        source="ILSVRC-2012 train and val from https://image-net.org (sort val into wnid folders, e.g. "
-               f"with the common valprep.sh); classnames.txt from CoOp's DATASETS.md ({COOP_DATASETS_MD})",
-    ),
-    _json_spec("caltech101", "Caltech101", "caltech-101", "101_ObjectCategories",
-               "101_ObjectCategories/<class>/image_NNNN.jpg",
-               "101_ObjectCategories.tar.gz (Caltech101, https://data.caltech.edu/records/mzrjq-6wc02)"),
-    _json_spec("oxford_pets", "OxfordPets", "oxford_pets", "images",
-               "images/<Breed>_NNN.jpg\nannotations/              (not read by calip3d)",
-               "images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, "
-               "https://www.robots.ox.ac.uk/~vgg/data/pets/)"),
-    _json_spec("stanford_cars", "StanfordCars", "stanford_cars", "",
-               "cars_train/NNNNN.jpg\ncars_test/NNNNN.jpg\n"
-               "devkit/, cars_test_annos_withlabels.mat   (not read)",
-               "cars_train.tgz, cars_test.tgz, car_devkit.tgz, cars_test_annos_withlabels.mat (Stanford "
-               "Cars, http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, "
-               "mirrors are discussed in pytorch/vision#7545)"),
-    _json_spec("oxford_flowers", "OxfordFlowers", "oxford_flowers", "jpg",
-               "jpg/image_NNNNN.jpg\nimagelabels.mat, cat_to_name.json   (not read)",
-               "102flowers.tgz (Oxford Flowers102, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)"),
-    _json_spec("food101", "Food101", "food-101", "images",
-               "images/<class>/<id>.jpg\nmeta/, README.txt, license_agreement.txt   (not read)",
-               "food-101.tar.gz (Food-101, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)"),
-    ImageDatasetSpec(
-        name="fgvc_aircraft", coop_name="FGVCAircraft", folder="fgvc_aircraft", image_dir="images",
-        split_file="images_variant_{split}.txt", fmt="fgvc",
-        layout="fgvc_aircraft/                  (the data/ folder of fgvc-aircraft-2013b, renamed)\n"
-               "|-- images/<imageid>.jpg\n"
-               "|-- variants.txt                 one variant name per line (class order)\n"
-               "`-- images_variant_{train,val,test}.txt   lines '<imageid> <variant name>'",
-        source="fgvc-aircraft-2013b.tar.gz (FGVC-Aircraft, "
-               "https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/); keep its data/ folder and rename it "
-               "to fgvc_aircraft/ (no CoOp json for this dataset)",
-    ),
-    _json_spec("sun397", "SUN397", "sun397", "SUN397",
-               "SUN397/<letter>/<scene>/sun_*.jpg",
-               "SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original "
-               "URLs are reported dead in CoOp #90)"),
-    _json_spec("dtd", "DescribableTextures", "dtd", "images",
-               "images/<texture>/<texture>_NNNN.jpg\nimdb/, labels/   (not read)",
-               "dtd-r1.0.1.tar.gz (DTD, https://www.robots.ox.ac.uk/~vgg/data/dtd/)"),
-    _json_spec("eurosat", "EuroSAT", "eurosat", "2750",
-               "2750/<Class>/<Class>_N.jpg",
-               "EuroSAT.zip, RGB version (EuroSAT, https://github.com/phelber/EuroSAT; formerly "
-               "http://madm.dfki.de/files/sentinel/EuroSAT.zip)",
-               classname_map=EUROSAT_CLASSNAMES),
-    _json_spec("ucf101", "UCF101", "ucf101", "UCF-101-midframes",
-               "UCF-101-midframes/<Action_Name>/v_*.jpg",
-               f"UCF-101-midframes.zip (CoOp's middle frames of UCF101, linked from CoOp's DATASETS.md "
-               f"{COOP_DATASETS_MD}; videos: https://www.crcv.ucf.edu/data/UCF101.php)"),
-]
-
-IMAGE_DATASETS: dict[str, ImageDatasetSpec] = {spec.name: spec for spec in _SPECS}
+# Every image dataset whose record has an image layout, by name (a view of the records).
+IMAGE_DATASETS: Mapping[str, ImageDatasetSpec] = view(
+    lambda records: {r.name: ImageDatasetSpec.of(r) for r in records if r.kind == IMAGES and r.image is not None})
 
 
 def resolve_image_dataset(name: str) -> str:
@@ -351,7 +270,7 @@ def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test
     expected layout and the data source when a folder or split file is missing, or when the split's first
     image is absent.
     """
-    spec = IMAGE_DATASETS[resolve_image_dataset(name)]
+    spec = ImageDatasetSpec.of(dataset_record(resolve_image_dataset(name)))
     if split not in SPLITS:
         raise CalipError(f"unknown split '{split}' for {spec.name}; expected one of: {', '.join(SPLITS)}")
     root = os.path.abspath(os.path.expanduser(os.fspath(data_root)))
@@ -387,9 +306,15 @@ class ImageFileDataset(Dataset):
                 rgb = img.convert("RGB")
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             if self.skip_bad_files:
-                return None
+                return _skipped(path, err)
             raise CalipError(f"cannot read image {path}: {err}") from err
         return self.transform(rgb), label, index
+
+
+def _skipped(path: str, err: BaseException) -> None:
+    """Name a skipped unreadable image on stderr (`--skip-bad-files`); the run counts them in its result."""
+    print(f"warning: skipping unreadable image {path}: {err}", file=sys.stderr)
+    return None
 
 
 def collate_skip_bad(
@@ -440,7 +365,7 @@ class ImageBytesDataset(Dataset):
                 data = handle.read()
         except OSError as err:
             if self.skip_bad_files:
-                return None
+                return _skipped(path, err)
             raise CalipError(f"cannot read image {path}: {err}") from err
         return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, index
 
@@ -523,6 +448,7 @@ def decode_images(datas: Sequence[torch.Tensor], paths: Sequence[str], device: t
                     image = pil_to_tensor(img.convert("RGB")).to(device)
             except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
                 if skip_bad_files:
+                    _skipped(path, err)
                     continue
                 raise CalipError(f"cannot read image {path}: {err}") from err
         images.append(image)

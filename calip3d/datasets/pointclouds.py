@@ -13,7 +13,8 @@ Routes:
 Each cloud is turned y-up (`to_y_up`), subsampled (`sample_points`), then by default centred at its mean
 and scaled to the unit sphere (`normalize_unit_sphere`), for every dataset. ScanObjectNN files are not
 normalised; ModelNet40 h5 clouds are re-normalised after subsampling (normalize=False gives PointCLIP's
-exact inputs).
+exact inputs). Formats, expected layouts and ScanObjectNN's file names are the datasets' records'
+(`calip3d.records.points`).
 """
 
 from __future__ import annotations
@@ -38,41 +39,19 @@ from calip3d.pointops import (
     sample_points,
     to_y_up,
 )
+from calip3d.records import dataset_record
+from calip3d.records.points import H5_DIR as _H5_DIR
+from calip3d.records.points import H5_LAYOUT as _H5_LAYOUT
+from calip3d.records.points import RESAMPLED_DIR as _RESAMPLED_DIR
+from calip3d.records.points import RESAMPLED_LAYOUT as _RESAMPLED_LAYOUT
 
 from .registry import POINTS, get_dataset
 
 SPLITS = ("train", "test")
 FORMATS = ("h5", "resampled")
 
-# ScanObjectNN variant -> (folder under h5_files/, file name after "{training,test}_")
-_SCANOBJECTNN_FILES = {
-    "scanobjectnn-objonly": ("main_split_nobg", "objectdataset.h5"),
-    "scanobjectnn-objbg": ("main_split", "objectdataset.h5"),
-    "scanobjectnn-hardest": ("main_split", "objectdataset_augmentedrot_scale75.h5"),
-}
-_H5_DIR = "modelnet40_ply_hdf5_2048"
-_RESAMPLED_DIR = "modelnet40_normal_resampled"
 _PROGRESS_FILES = 100  # show a progress bar when reading at least this many shape files
 _CHUNK = 256  # clouds prepared at once from an h5 array (bounds FPS memory)
-
-_H5_LAYOUT = f"""<data_root>/
-  {_H5_DIR}/
-    shape_names.txt                  (40 class names; line i is label i)
-    train_files.txt, test_files.txt  (optional lists of h5 files, found by file name in this folder)
-    ply_data_train0.h5 ... ply_data_train4.h5, ply_data_test0.h5, ply_data_test1.h5
-Get it from the modelnet40_ply_hdf5_2048 release (PointNet, modelnet40_ply_hdf5_2048.zip)."""
-_RESAMPLED_LAYOUT = f"""<data_root>/
-  {_RESAMPLED_DIR}/
-    modelnet40_shape_names.txt, modelnet40_{{train,test}}.txt, modelnet10_{{train,test}}.txt
-    airplane/airplane_0001.txt ...   (one folder per class; lines x,y,z,nx,ny,nz)
-Get it from the modelnet40_normal_resampled release (PointNet++, modelnet40_normal_resampled.zip)."""
-_SCANOBJECTNN_LAYOUT = (
-    "<data_root>/scanobjectnn/h5_files/  (or <data_root>/h5_files/ or <data_root>/scanobjectnn/)\n"
-    "  main_split_nobg/  {training,test}_objectdataset.h5                       (OBJ_ONLY)\n"
-    "  main_split/       {training,test}_objectdataset.h5                       (OBJ_BG)\n"
-    "  main_split/       {training,test}_objectdataset_augmentedrot_scale75.h5  (PB_T50_RS, \"hardest\")\n"
-    "Get it from ScanObjectNN h5_files.zip (request it via the ScanObjectNN terms-of-use form)."
-)
 
 
 @dataclass(frozen=True)
@@ -120,7 +99,7 @@ class PointSplit:
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> PointSplit:
         """A new PointSplit of the clouds at `indices` (ints, in that order, or a boolean mask `[N]`)."""
-        index = np.asarray(indices)
+        index = np.asarray(indices) if len(indices) else np.zeros(0, dtype=np.int64)
         what = f"subset of {self.name} {self.split} ({len(self)} clouds)"
         if index.size and index.dtype != bool and not np.issubdtype(index.dtype, np.integer):
             raise CalipError(f"{what}: indices must be integers, not {index.dtype}")
@@ -239,14 +218,17 @@ def _modelnet_resampled(
 
 
 def _scanobjectnn_file(root: Path, name: str, split: str) -> Path:
-    folder, stem = _SCANOBJECTNN_FILES[name]
+    layout = dataset_record(name).require("points")
+    if layout.h5_file is None:
+        raise CalipError(f"{name}: its dataset record (calip3d.records) names no h5 file of ScanObjectNN's")
+    folder, stem = layout.h5_file
     relative = Path(folder) / f"{'training' if split == 'train' else 'test'}_{stem}"
     bases = (root / "scanobjectnn" / "h5_files", root / "h5_files", root / "scanobjectnn")
     found = next((base / relative for base in bases if (base / relative).is_file()), None)
     if found is None:
         tried = ", ".join(str(base / relative) for base in bases)
         title = get_dataset(name).title
-        raise _missing(f"{title} {split} file (looked for {tried})", _SCANOBJECTNN_LAYOUT)
+        raise _missing(f"{title} {split} file (looked for {tried})", layout.layout("h5"))
     return found
 
 
@@ -263,7 +245,9 @@ def _resolve_format(name: str, fmt: str | None, root: Path) -> str:
         return "h5"
     if (root / _RESAMPLED_DIR).is_dir():
         return "resampled"
-    raise _missing(f"{name} in {root}", f"{_H5_LAYOUT}\nor (fmt='resampled'):\n{_RESAMPLED_LAYOUT}")
+    layout = dataset_record(name).require("points")
+    others = "".join(f"\nor (fmt={f!r}):\n{layout.layout(f)}" for f in layout.formats[1:])
+    raise _missing(f"{name} in {root}", layout.layout(layout.formats[0]) + others)
 
 
 def load_point_split(

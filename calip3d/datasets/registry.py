@@ -1,42 +1,40 @@
 """The one registry of datasets, images and point clouds alike: lookup by name or alias, kind, class names, default
-prompt and the published presets of each dataset (the numbers themselves live in `calip3d.presets`)."""
+prompt and the published presets of each dataset. It is a view of the dataset records (`calip3d.records`), where
+each dataset is written once; `DATASETS`, `LABEL_SETS` and the lookup follow the records as they change.
+
+`folder:PATH` (or a PATH that is an existing folder) names a dataset of your own files (`calip3d.datasets.folder`),
+described by the same `DatasetInfo`; its name, `folder:` and the absolute path, round-trips through `get_dataset`."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from dataclasses import dataclass
+from typing import Mapping
 
 from calip3d.errors import CalipError
 from calip3d.presets import (
-    DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE, PAPER_BETAS, PAPER_BETAS_SOURCE, POINTCLIP_TABLE1_PROJECTION,
-    POINTCLIP_TABLE1_VIEW_WEIGHTS, beta_search_range,
+    DEFAULT_2D_BETAS_SOURCE, DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE, PAPER_BETAS, PAPER_BETAS_SOURCE,
+    POINTCLIP_TABLE1_PROJECTION, POINTCLIP_TABLE1_VIEW_WEIGHTS, beta_search_range,
+)
+from calip3d.records import IMAGES, POINTCLOUD_ZS_TEMPLATE, POINTS, DatasetRecord, dataset_record, records, view
+from calip3d.records.points import (  # noqa: F401  (re-exported: imported from here by users and tests)
+    MODELNET10_CLASSES, MODELNET40_CLASSES, POINTCLOUD_FS_TEMPLATE, SCANOBJECTNN_CLASSES,
 )
 
-IMAGES, POINTS = "images", "points"
+from .folder_layout import FOLDER_PREFIX, SPLITS, scan_folder
 
-POINTCLOUD_ZS_TEMPLATE = "point cloud depth map of a {}."  # PointCLIP zero-shot
-POINTCLOUD_FS_TEMPLATE = "point cloud of a big {}."  # PointCLIP few-shot
-
-MODELNET40_CLASSES = (
-    "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone", "cup", "curtain",
-    "desk", "door", "dresser", "flower_pot", "glass_box", "guitar", "keyboard", "lamp", "laptop", "mantel",
-    "monitor", "night_stand", "person", "piano", "plant", "radio", "range_hood", "sink", "sofa", "stairs", "stool",
-    "table", "tent", "toilet", "tv_stand", "vase", "wardrobe", "xbox",
-)
-MODELNET10_CLASSES = (
-    "bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa", "table", "toilet",
-)
-SCANOBJECTNN_CLASSES = (
-    "bag", "bin", "box", "cabinet", "chair", "desk", "display", "door", "shelf", "table",
-    "bed", "pillow", "sink", "sofa", "toilet",
-)
+FOLDER_IMAGE_TEMPLATE = "a photo of a {}."  # a folder of images (CoOp's generic template)
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
     """One dataset. `classnames` is the fixed label order where the release does not store it (None: read from the
     release, e.g. CoOp's split files); `template` the default single prompt (CoOp's per-dataset template, PointCLIP's
-    zero-shot one for point clouds); `presets_key` the key of PointCLIP's Table 1 for point-cloud datasets."""
+    zero-shot one for point clouds); `presets_key` the key of PointCLIP's Table 1 for point-cloud datasets. A folder
+    dataset (`calip3d.datasets.folder`) has `folder` (its absolute path), the `splits` found there and its class
+    names in label order."""
 
     name: str
     kind: str
@@ -46,10 +44,31 @@ class DatasetInfo:
     classnames: tuple[str, ...] | None = None
     formats: tuple[str, ...] = ()
     presets_key: str | None = None
+    folder: str | None = None
+    splits: tuple[str, ...] = ()
 
     @property
     def is_points(self) -> bool:
         return self.kind == POINTS
+
+    @property
+    def is_folder(self) -> bool:
+        """A dataset of your own files (`folder:PATH`)."""
+        return self.folder is not None
+
+    @property
+    def file_stem(self) -> str:
+        """The dataset's part of output file names (results, few-shot split files, checkpoints): the name, or for a
+        folder dataset `folder-<folder name>-<8 hex digits of its path>`."""
+        return dataset_file_stem(self.name)
+
+    @property
+    def has_val_split(self) -> bool:
+        """Whether the dataset has a val split of its own: CoOp's image datasets except ImageNet (whose CoOp val is
+        its test split); no point-cloud release has one; a folder dataset when it has PATH/val/."""
+        if self.is_folder:
+            return "val" in self.splits
+        return dataset_record(self.name).val_split
 
     @property
     def paper_betas(self) -> tuple[float, float] | None:
@@ -58,10 +77,11 @@ class DatasetInfo:
 
     @property
     def default_betas(self) -> tuple[tuple[float, float], str]:
-        """(beta2, beta3) used when the user gives none, and where they come from."""
+        """(beta2, beta3) used when the user gives none, and where they come from (CALIP's ImageNet pair where none
+        was published for this dataset)."""
         if self.paper_betas is not None:
             return self.paper_betas, PAPER_BETAS_SOURCE
-        return DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE
+        return DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE if self.is_points else DEFAULT_2D_BETAS_SOURCE
 
     @property
     def beta_search_range(self) -> tuple[float, float]:
@@ -70,7 +90,11 @@ class DatasetInfo:
 
     @property
     def table1_view_weights(self) -> tuple[float, ...] | None:
-        """PointCLIP's Table 1 view weights (searched on test labels: an oracle), or None."""
+        """PointCLIP's Table 1 view weights (searched on test labels: an oracle), or None; a folder dataset has none
+        to give (CalipError)."""
+        if self.is_folder:
+            raise CalipError(f"PointCLIP's Table 1 has no view weights for {self.name} (--view-weights paper is for "
+                             "ModelNet and ScanObjectNN): give W1,...,WV or uniform")
         return POINTCLIP_TABLE1_VIEW_WEIGHTS.get(self.presets_key or "")
 
     @property
@@ -79,64 +103,98 @@ class DatasetInfo:
         return POINTCLIP_TABLE1_PROJECTION.get(self.presets_key or "")
 
 
-def _images(name: str, title: str, template: str, *aliases: str) -> DatasetInfo:
-    return DatasetInfo(name=name, kind=IMAGES, title=title, template=template, aliases=aliases)
-
-
-def _points(name: str, title: str, classnames: tuple[str, ...] | None, formats: tuple[str, ...], key: str,
-            *aliases: str) -> DatasetInfo:
-    return DatasetInfo(name=name, kind=POINTS, title=title, template=POINTCLOUD_ZS_TEMPLATE, aliases=aliases,
-                       classnames=classnames, formats=formats, presets_key=key)
-
-
-# Image templates: CoOp's CUSTOM_TEMPLATES (trainers/zsclip.py). Aliases are matched ignoring case, '-', '_' and
-# spaces, so CoOp's class names (OxfordPets) and folder names (caltech-101) need no entry of their own.
-_ENTRIES = (
-    _images("imagenet", "ImageNet", "a photo of a {}.", "imagenet1k", "in1k", "ilsvrc2012"),
-    _images("caltech101", "Caltech101", "a photo of a {}.", "caltech"),
-    _images("oxford_pets", "OxfordPets", "a photo of a {}, a type of pet.", "pets", "oxford_iiit_pet"),
-    _images("stanford_cars", "StanfordCars", "a photo of a {}.", "cars"),
-    _images("oxford_flowers", "OxfordFlowers", "a photo of a {}, a type of flower.", "flowers102", "flowers",
-            "oxford_flowers102"),
-    _images("food101", "Food101", "a photo of {}, a type of food.", "food"),
-    _images("fgvc_aircraft", "FGVCAircraft", "a photo of a {}, a type of aircraft.", "aircraft"),
-    _images("sun397", "SUN397", "a photo of a {}.", "sun"),
-    _images("dtd", "DescribableTextures", "{} texture.", "textures", "describable_textures"),
-    _images("eurosat", "EuroSAT", "a centered satellite photo of {}."),
-    _images("ucf101", "UCF101", "a photo of a person doing {}.", "ucf"),
-    _points("modelnet40", "ModelNet40", MODELNET40_CLASSES, ("h5", "resampled"), "modelnet40"),
-    _points("modelnet10", "ModelNet10", MODELNET10_CLASSES, ("resampled",), "modelnet10"),
-    _points("scanobjectnn-objonly", "ScanObjectNN OBJ_ONLY", SCANOBJECTNN_CLASSES, ("h5",), "scanobjectnn",
-            "obj_only", "scanobjectnn_obj_only"),
-    _points("scanobjectnn-objbg", "ScanObjectNN OBJ_BG", SCANOBJECTNN_CLASSES, ("h5",), "scanobjectnn",
-            "obj_bg", "scanobjectnn_obj_bg"),
-    _points("scanobjectnn-hardest", "ScanObjectNN PB_T50_RS", SCANOBJECTNN_CLASSES, ("h5",), "scanobjectnn",
-            "pb_t50_rs", "scanobjectnn_pb_t50_rs", "hardest"),
-)
-DATASETS: dict[str, DatasetInfo] = {entry.name: entry for entry in _ENTRIES}
-
-# --label-set names for your own files: the point-cloud class lists (ScanObjectNN's three variants share one).
-LABEL_SETS: dict[str, tuple[str, ...]] = {
-    "modelnet40": MODELNET40_CLASSES, "modelnet10": MODELNET10_CLASSES, "scanobjectnn": SCANOBJECTNN_CLASSES,
-}
+def _info(record: DatasetRecord) -> DatasetInfo:
+    """The registry entry of a dataset record."""
+    return DatasetInfo(name=record.name, kind=record.kind, title=record.title, template=record.template,
+                       aliases=record.aliases, classnames=record.classnames,
+                       formats=record.points.formats if record.points else (), presets_key=record.presets_key)
 
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
-_LOOKUP: dict[str, str] = {_norm(alias): entry.name for entry in _ENTRIES for alias in
-                           (entry.name, entry.title, *entry.aliases)}
+# Aliases are matched ignoring case, '-', '_' and spaces, so CoOp's class names (OxfordPets) and folder names
+# (caltech-101) need no entry of their own.
+DATASETS: Mapping[str, DatasetInfo] = view(lambda rs: {record.name: _info(record) for record in rs})
+_LOOKUP: Mapping[str, str] = view(lambda rs: {_norm(alias): record.name for record in rs
+                                              for alias in (record.name, record.title, *record.aliases)})
+
+# --label-set names for your own files: the point-cloud class lists (ScanObjectNN's three variants share one).
+LABEL_SETS: Mapping[str, tuple[str, ...]] = view(
+    lambda rs: {r.presets_key: r.classnames for r in rs if r.is_points and r.presets_key and r.classnames})
+
+
+def registered_names(kind: str | None = None) -> tuple[str, ...]:
+    """The --dataset names of the registered datasets (of `kind`, "images" or "points"), in the records' order."""
+    return tuple(record.name for record in records(kind))
+
+
+def dataset_order() -> tuple[str, ...]:
+    """The order of datasets in tables: the image datasets, then the point-cloud ones, each in the records' order."""
+    return registered_names(IMAGES) + registered_names(POINTS)
+
+
+def folder_path(name: str) -> str | None:
+    """The absolute folder of a folder dataset name, else None (a registry name or an unknown one).
+
+    `folder:PATH` always names a folder (PATH absolute, or relative to the working directory; `~` expanded). Without
+    the prefix, a name that looks like a path (holds `/` or starts with `.` or `~`) and is an existing folder names it,
+    and so does any other existing folder that is not a registry name or alias: `dtd` is the registry's DTD even
+    where ./dtd exists (write ./dtd or folder:dtd for the folder)."""
+    if name.startswith(FOLDER_PREFIX):
+        path = name[len(FOLDER_PREFIX):]
+        if not path:
+            raise CalipError("folder: needs a path: --dataset folder:PATH")
+        return os.path.abspath(os.path.expanduser(path))
+    path_like = "/" in name or os.sep in name or name.startswith((".", "~"))
+    if (path_like or _norm(name) not in _LOOKUP) and os.path.isdir(os.path.expanduser(name)):
+        return os.path.abspath(os.path.expanduser(name))
+    return None
+
+
+def is_folder_dataset(name: str) -> bool:
+    """Whether `name` names a folder dataset (`folder:PATH`, or an existing folder: see `folder_path`)."""
+    return folder_path(name) is not None
+
+
+def dataset_file_stem(name: str) -> str:
+    """The part of output file names for dataset `name`: `name` itself, except for a folder dataset:
+    `folder-<folder name>-<first 8 hex digits of the sha256 of its absolute path>` (file-safe, and two folders of the
+    same name get different stems)."""
+    path = folder_path(name)
+    if path is None:
+        return name
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(path.rstrip(os.sep)) or "root").strip("._") or "root"
+    return f"folder-{base}-{hashlib.sha256(path.encode()).hexdigest()[:8]}"
+
+
+def folder_info(path: str) -> DatasetInfo:
+    """The `DatasetInfo` of the folder dataset at `path`, from its file names (`folder_layout.scan_folder`): kind,
+    class names in label order, splits, and the default prompt of its kind."""
+    scan = scan_folder(path)
+    return DatasetInfo(name=scan.name, kind=scan.kind, title=os.path.basename(scan.root) or scan.root,
+                       template=FOLDER_IMAGE_TEMPLATE if scan.kind == IMAGES else POINTCLOUD_ZS_TEMPLATE,
+                       classnames=scan.classnames, folder=scan.root, splits=tuple(s for s in SPLITS if s in scan.files))
 
 
 def get_dataset(name: str, kind: str | None = None) -> DatasetInfo:
-    """The registry entry for `name` or an alias (case, '-', '_' and spaces ignored); `kind` restricts the lookup to
-    "images" or "points"."""
+    """The registry entry for `name` or an alias (case, '-', '_' and spaces ignored), or the `DatasetInfo` of a folder
+    dataset (`folder:PATH`, see `folder_path`; its folder is read to find the kind, splits and classes); `kind`
+    restricts the lookup to "images" or "points"."""
+    path = folder_path(name)
+    if path is not None:
+        info = folder_info(path)
+        if kind is not None and info.kind != kind:
+            what = {IMAGES: "images", POINTS: "point clouds"}
+            raise CalipError(f"{info.name} holds {what[info.kind]}, not {what.get(kind, kind)}")
+        return info
     key = _LOOKUP.get(_norm(name))
     if key is None or (kind is not None and DATASETS[key].kind != kind):
-        names = [d.name for d in _ENTRIES if kind is None or d.kind == kind]
+        names = registered_names(kind)
         what = {IMAGES: "image dataset", POINTS: "point-cloud dataset"}.get(kind or "", "dataset")
-        raise CalipError(f"unknown {what} '{name}'; expected one of: {', '.join(names)}")
+        raise CalipError(f"unknown {what} '{name}'; expected one of: {', '.join(names)}; or folder:PATH, a folder of "
+                         "your own files (data/README.md)")
     return DATASETS[key]
 
 

@@ -1,7 +1,8 @@
 """Datasets that fetch themselves: a registry of sources and checksums, resumable downloads with mirror fallback,
 integrity checks, safe extraction, and the status of each dataset under the data root.
 
-Modules, one job each: `sources` (the registry), `env` (data root, mirrors, offline), `transfer` (one URL, Range
+Modules, one job each: `sources` (the registry: a view of the dataset records, `calip3d.records`), `readme`
+(data/README.md's table of sources), `env` (data root, mirrors, offline), `transfer` (one URL, Range
 resume), `download` (one file: mirrors, URLs, Drive, alternatives), `verify` (checksums, sizes), `manifest`
 (recorded sha256s, installed datasets), `archives` (safe extraction), `install` (one file into place), `catalog`
 (names and layout checks), `fetch` (a whole dataset), `status` (status, listing, provenance).

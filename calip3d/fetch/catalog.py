@@ -8,8 +8,9 @@ from typing import Callable, Sequence
 from calip3d.datasets.images import load_image_split
 from calip3d.datasets.pointclouds import load_point_split
 from calip3d.datasets.registry import DATASETS as REGISTRY
-from calip3d.datasets.registry import get_dataset
+from calip3d.datasets.registry import get_dataset, is_folder_dataset
 from calip3d.errors import CalipError
+from calip3d.records import dataset_record
 
 from .sources import DATASETS, Dataset
 
@@ -29,21 +30,37 @@ def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
     `modelnet40_normal_resampled`, which `modelnet10` also reads; the `scanobjectnn-*` variants share one release;
     image datasets accept their aliases (`Caltech-101`, `flowers102`, ...).
     """
+    if name not in DATASETS and is_folder_dataset(name):
+        raise CalipError(f"{name} is a folder of your own files: there is nothing to fetch")
     try:
         info = get_dataset(name)
     except CalipError:
         if name not in DATASETS:
             raise CalipError(f"unknown dataset {name!r}; expected one of: {', '.join(dataset_names())}") from None
         info = None
-    if info is not None and info.is_points:
-        chosen = fmt or info.formats[0]
-        if chosen not in info.formats:
-            raise CalipError(f"{info.name} is not available as --format {fmt}; it is read as: "
-                             f"{', '.join(info.formats)}")
-        return next(e for e in DATASETS.values() if info.name in e.loaders and e.fmt == chosen)
-    entry = DATASETS[info.name if info is not None else name]
+    entry = DATASETS[name] if info is None else _release_of(info.name, fmt)
     if fmt is not None and fmt != entry.fmt:
         raise CalipError(f"--format {fmt} does not apply to {entry.key}")
+    return entry
+
+
+def _release_of(name: str, fmt: str | None) -> Dataset:
+    """The entry of the release dataset `name` is fetched from (for a point-cloud dataset, the one of format `fmt`,
+    None: its default format), as its record names it; a record without one is a `CalipError` naming the dataset."""
+    record = dataset_record(name)
+    releases = record.require("releases")
+    if record.is_points:
+        formats = record.require("points").formats
+        chosen = fmt or formats[0]
+        if chosen not in formats:
+            raise CalipError(f"{name} is not available as --format {fmt}; it is read as: {', '.join(formats)}")
+        releases = tuple(release for release in releases if release.fmt == chosen)
+        if not releases:
+            raise CalipError(f"{name}: its dataset record (calip3d.records) has no files to fetch for --format "
+                             f"{chosen}")
+    entry = DATASETS.get(releases[0].key)
+    if entry is None:
+        raise CalipError(f"{name}: its release {releases[0].key} is not among the fetch sources")
     return entry
 
 

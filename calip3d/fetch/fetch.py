@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 import requests
 
 from calip3d import __version__
-from calip3d.datasets.registry import get_dataset
+from calip3d.datasets.registry import folder_path, get_dataset
 from calip3d.errors import CalipError
 
 from .catalog import LayoutCheck, default_layout_check, layout_problem, resolve_dataset
@@ -105,8 +105,12 @@ def ensure_dataset(name: str, root: str | os.PathLike | None = None, download: b
 
     With `download=False` or `$CALIP3D_OFFLINE` set, a missing dataset raises the layout check's `CalipError` (the
     expected layout), followed by why downloads are off (`no_download_reason` when `download` is False, e.g.
-    "several ranks under torchrun") and the `calip3d fetch` command that gets it.
+    "several ranks under torchrun") and the `calip3d fetch` command that gets it. A folder dataset (`folder:PATH`) is
+    never fetched: nothing is done (its loader reports what is wrong with it).
     """
+    folder = None if name in DATASETS else folder_path(name)
+    if folder is not None:
+        return FetchReport(name, data_root(root), Path(folder), fetched=False)
     entry = resolve_dataset(name, fmt)
     root = data_root(root)
     asked = None if name in DATASETS else [get_dataset(name).name]  # a loader name: not its release's siblings

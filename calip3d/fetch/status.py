@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from calip3d.datasets.folder import folder_provenance
 from calip3d.datasets.registry import DATASETS as REGISTRY
+from calip3d.datasets.registry import is_folder_dataset
 
 from .catalog import LayoutCheck, default_layout_check, layout_problem, resolve_dataset
 from .download import source_urls
@@ -70,7 +72,11 @@ def format_listing(listings: Sequence[DatasetListing], root: str | os.PathLike |
 
 def dataset_provenance(name: str, root: str | os.PathLike | None = None, fmt: str | None = None) -> dict[str, Any]:
     """For results: the data root used, and when calip3d fetched the dataset there, each file it came from (name,
-    size, sha256, the published checksum it matched or None, URL) and when it was installed."""
+    size, sha256, the published checksum it matched or None, URL) and when it was installed. A folder dataset
+    (`folder:PATH`, never fetched) gives its folder, classes and a digest of its file list instead
+    (`calip3d.datasets.folder.folder_provenance`)."""
+    if name not in DATASETS and is_folder_dataset(name):
+        return folder_provenance(name)
     entry = resolve_dataset(name, fmt)
     root = data_root(root)
     found = Manifest(root).dataset(entry.key)

@@ -2,6 +2,7 @@
 registry, the honest and release protocols, training and checkpoints, and `run_fewshot` (typed config + loaded
 backbone -> result)."""
 
+from . import closed_form_methods, pointnn_method  # noqa: F401  (register gda, ape, tip-x, then point-nn)
 from .config import FewShotConfig, TrainOverrides
 from .methods import TipSettings
 from .pipeline import run_fewshot

@@ -36,8 +36,8 @@ def val_shot_betas(info: DatasetInfo, val: Tokens, text: torch.Tensor, temperatu
     """(1, beta2, beta3) searched on the val shots' CALIP terms (views averaged) over CALIP's 200 x 200 grid up to
     the dataset's range; the first maximum in the official loop order."""
     if len(val) == 0:
-        raise CalipError("the betas are searched on the val shots, but this split has none: give --betas paper or "
-                         "--betas 1,B2,B3")
+        raise CalipError("the betas are searched on the val shots, but this split has none: give "
+                         "FewShotConfig.betas='paper' or three betas 1,B2,B3")
     terms = view_terms(val.global_feats.float(), val.spatial_feats.float(), text.to(val.global_feats.device),
                        temperature)
     if views:
@@ -56,7 +56,7 @@ def resolve_betas(choice: tuple[float, float, float] | str | None, protocol: str
     choice = default_betas_choice(protocol) if choice is None else choice
     if isinstance(choice, str):
         if choice not in BETA_CHOICES:
-            raise CalipError(f"--betas must be 1,B2,B3, 'val' or 'paper', got {choice!r}")
+            raise CalipError(f"FewShotConfig.betas must be 1,B2,B3, 'val' or 'paper', got {choice!r}")
         if choice == "paper":
             return published_betas(info)
         return val_shot_betas(info, val, text, temperature, views)

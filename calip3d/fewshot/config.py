@@ -12,8 +12,11 @@ from ..projection import ProjectorConfig
 from ..sampling import SHORT_CLASSES
 from .betas import BETA_CHOICES
 from .methods import FEATURES, FewShotMethod, TipSettings
+from .protocol import ALL_SHOTS
 from .selection import PROTOCOLS
 from .training import TrainConfig
+
+BASES = ("clip", "pointclip", "calip")  # the zero-shot logits a method may add to ("pointclip" = "clip" in 3D)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class FewShotConfig:
 
     dataset: str
     data_root: str | None = None
-    shots: int = 16
+    shots: int | str = 16
     seed: int = 1
     method: str = "calip-fs"
     protocol: str = "honest"
@@ -65,6 +68,9 @@ class FewShotConfig:
     augment: int | None = None
     tip: TipSettings = field(default_factory=TipSettings)
     features: str = "raw"
+    base: str | None = None
+    pointnn_normalize: str | None = None
+    pointnn_shuffle: bool = False
     betas: tuple[float, float, float] | str | None = None
     templates: str | None = None
     limit: int | None = None
@@ -76,21 +82,26 @@ class FewShotConfig:
     encode: EncodeConfig = field(default_factory=lambda: EncodeConfig(use_cache=False, announce_cache=True))
 
     def __post_init__(self) -> None:
-        check_at_least(self.shots, 1, "--shots")
-        check_at_least(self.limit, 1, "--limit")
-        check_at_least(self.augment, 0, "--augment")
-        check_at_least(self.points.num_points, 1, "--points")
+        if self.shots != ALL_SHOTS:
+            if isinstance(self.shots, str):
+                raise CalipError(f"FewShotConfig.shots must be an integer >= 1 or 'all', got {self.shots!r}")
+            check_at_least(self.shots, 1, "FewShotConfig.shots")
+        check_at_least(self.limit, 1, "FewShotConfig.limit")
+        check_at_least(self.augment, 0, "FewShotConfig.augment")
+        check_at_least(self.points.num_points, 1, "PointSettings.num_points")
         if self.train.batch_size is not None:
-            check_at_least(self.train.batch_size, 1, "--train-batch-size")
-        for flag, value, allowed in (("--protocol", self.protocol, PROTOCOLS),
-                                     ("--short-classes", self.short_classes, SHORT_CLASSES),
-                                     ("--features", self.features, FEATURES)):
+            check_at_least(self.train.batch_size, 1, "TrainOverrides.batch_size")
+        for name, value, allowed in (("protocol", self.protocol, PROTOCOLS),
+                                     ("short_classes", self.short_classes, SHORT_CLASSES),
+                                     ("features", self.features, FEATURES)):
             if value not in allowed:
-                raise CalipError(f"{flag} must be one of {', '.join(allowed)}, got {value!r}")
+                raise CalipError(f"FewShotConfig.{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if self.base is not None and self.base not in BASES:
+            raise CalipError(f"FewShotConfig.base must be one of {', '.join(BASES)} or None, got {self.base!r}")
         if isinstance(self.betas, str) and self.betas not in BETA_CHOICES:
-            raise CalipError(f"--betas must be 1,B2,B3, 'val' or 'paper', got {self.betas!r}")
+            raise CalipError(f"FewShotConfig.betas must be 1,B2,B3, 'val' or 'paper', got {self.betas!r}")
         if self.eval_only and not self.checkpoint:
-            raise CalipError("--eval-only needs --checkpoint PATH")
+            raise CalipError("FewShotConfig.eval_only needs FewShotConfig.checkpoint=PATH, the checkpoint to load")
 
     def without_effect(self, method: type[FewShotMethod], is_points: bool) -> list[str]:
         """The flags set away from their defaults that the chosen method (or an image dataset) does not read,

@@ -10,24 +10,35 @@ repeated V times, so `f . t = mean_v <f_v, t>`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from ..aggregation import aggregate_views, mean_weights
+from ..aggregation import aggregate_views, flat_global, mean_weights
 from ..attention import combine_terms
 from ..attention.parametric import ParametricCALIP
 from ..encoding import Tokens, view_terms
 from ..errors import CalipError
 from ..metrics import topk_accuracy
+from ..reference import register_comparable
 from ..presets import LOGIT_SCALE, TIP_ADAPTER_FALLBACK, TIP_ADAPTER_RELEASED, TIP_ADAPTER_SOURCE, TipAdapterRelease
 from .baselines import LinearProbe, PointCLIPAdapter, TipAdapter, TipAdapterF
 from .selection import TEST_SPLIT, VAL_SHOTS, Selection, released_search
 from .training import TrainConfig, TrainResult, predict, train_classifier
 
 FEATURES = ("raw", "normalized")
+METHODS: dict[str, type["FewShotMethod"]] = {}  # filled by `register_method`, in registration order
+
+
+def register_method(cls: type["FewShotMethod"]) -> type["FewShotMethod"]:
+    """Class decorator: add a few-shot method to `METHODS` under its `name` (one entry per method)."""
+    if cls.name in METHODS:
+        raise ValueError(f"few-shot method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    register_comparable(cls.name, cls.paper_method, few_shot=True)
+    return cls
 
 
 class TokenBatch(Protocol):
@@ -36,11 +47,6 @@ class TokenBatch(Protocol):
     global_feats: torch.Tensor
     spatial_feats: torch.Tensor
     global_norms: torch.Tensor | None
-
-
-def flat_global(glob: torch.Tensor) -> torch.Tensor:
-    """`[N, D]` -> normalised `[N, D]`; `[N, V, D]` -> normalised concatenation `[N, V*D]`."""
-    return F.normalize(glob.float().flatten(1) if glob.ndim == 3 else glob.float(), dim=-1)
 
 
 def flat_text(text: torch.Tensor, views: int | None) -> torch.Tensor:
@@ -120,18 +126,21 @@ class MethodSettings:
     tip: TipSettings = TipSettings()
     features: str = "raw"
     augment: int = 0
+    base: str | None = None
 
 
 @dataclass
 class FitData:
     """What a method is fitted on: the K train shots, their augmented copies (same items, same order), the class
     text features `[K, D]`, and the labelled sets its selections are made on, by source (`VAL_SHOTS` always;
-    `VAL_SPLIT` and `TEST_SPLIT` when a release-protocol selection reads them)."""
+    `VAL_SPLIT` and `TEST_SPLIT` when a release-protocol selection reads them), and `extra` inputs a method needs
+    beyond the tokens (`needs_pointnn`: Point-NN features of the train shots, val shots and test split)."""
 
     shots: Tokens
     copies: list[Tokens]
     text: torch.Tensor
     sets: dict[str, Tokens]
+    extra: dict[str, Any] = field(default_factory=dict)  # inputs beyond CLIP's tokens (Point-NN's features)
 
     def rows(self) -> Tokens:
         """The shots and their copies as one set of training rows."""
@@ -153,10 +162,15 @@ class FewShotMethod:
     TRAIN: ClassVar[TrainConfig | None] = None
     module_checkpointed: ClassVar[bool] = False
     needs_views: ClassVar[bool] = False
+    BASES: ClassVar[tuple[str, ...]] = ()  # zero-shot logits the method can add to (`FewShotConfig.base`)
+    DEFAULT_BASE: ClassVar[str | None] = None
+    paper_method: ClassVar[str | None] = None  # the published method its K-shot numbers compare with
+    needs_pointnn: ClassVar[bool] = False  # fitted on Point-NN features of the clouds (FitData.extra["pointnn"])
+    all_shots: ClassVar[bool] = False  # takes `shots` "all" (the whole train split)
 
     def __init__(self, settings: MethodSettings, views: int | None, train: TrainConfig | None = None) -> None:
         if self.needs_views and not views:
-            raise CalipError(f"--method {self.name} needs a 3D dataset (it adapts per-view features)")
+            raise CalipError(f"FewShotConfig.method {self.name!r} needs a 3D dataset (it adapts per-view features)")
         self.settings, self.views = settings, views
         defaults = self.train_defaults(settings.dataset)
         self.train_config = None if defaults is None else \
@@ -195,11 +209,24 @@ class FewShotMethod:
 
     def build_module(self, dim: int) -> torch.nn.Module:
         """The trainable module (also used to rebuild it from a checkpoint)."""
-        raise CalipError(f"--method {self.name} has no trainable module to checkpoint")
+        raise CalipError(f"FewShotConfig.method {self.name!r} has no trainable module to checkpoint")
 
     def hyperparameters(self) -> dict[str, Any]:
         """Exactly the settings this method used."""
         return {**(self.train_config.as_dict() if self.train_config else {}), **self.details}
+
+    @property
+    def base(self) -> str | None:
+        """The zero-shot logits this method adds to: "clip" (CLIP / PointCLIP), "calip" (CALIP with the run's
+        betas) or None."""
+        base = self.settings.base or self.DEFAULT_BASE
+        return "clip" if base == "pointclip" else base
+
+    def base_logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        """`[B, K]` zero-shot logits of `base` (3D: views averaged), the run's betas for CALIP."""
+        clip, calip = zero_shot_logits(batch.global_feats, batch.spatial_feats, text, self.settings.betas,
+                                       self.settings.temperature, self.views)
+        return calip if self.base == "calip" else clip
 
     def _score_val(self, data: FitData) -> None:
         val = data.sets[VAL_SHOTS]
@@ -210,25 +237,7 @@ class FewShotMethod:
         return {"augment": self.settings.augment, **({"augmentation": use} if self.settings.augment else {})}
 
 
-class ZeroShot(FewShotMethod):
-    """CALIP zero-shot on the same split (views averaged): the reference every few-shot method should beat."""
-
-    name = "zero-shot"
-
-    def selections(self) -> list[Selection]:
-        return [self.settings.betas_selection]
-
-    def fit(self, data: FitData) -> None:
-        self._score_val(data)
-
-    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
-        return zero_shot_logits(batch.global_feats, batch.spatial_feats, text, self.settings.betas,
-                                self.settings.temperature, self.views)[1]
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {"betas": list(self.settings.betas), "temperature": self.settings.temperature}
-
-
+@register_method
 class CalipFS(FewShotMethod):
     """CALIP-FS: `ParametricCALIP` trained on the shots (docs/calip_fs.md), best epoch on the val shots. There is
     no released code, so both protocols choose the epoch on the val shots; they differ in the starting betas."""
@@ -272,60 +281,13 @@ class CalipFS(FewShotMethod):
                 **self._augmentation("the copies are extra training rows")}
 
 
-class PointCLIPAdapterMethod(FewShotMethod):
-    """PointCLIP's inter-view adapter on the per-view global features (3D only), trained as released: raw CLIP
-    features, a new draw of its scale/shift augmentation every epoch (cycled pre-encoded copies)."""
-
-    name = "pointclip-adapter"
-    OPTIONS = frozenset({"train", "lr_grid", "features", "augment", "checkpoint", "eval_only"})
-    TRAIN = PointCLIPAdapter.TRAIN
-    module_checkpointed = True
-    needs_views = True
-
-    @classmethod
-    def default_augment(cls, dataset: str) -> int:
-        return 10
-
-    def selections(self) -> list[Selection]:
-        if self.settings.protocol == "honest":
-            epoch = Selection("epoch", VAL_SHOTS, "first best accuracy")
-        else:
-            epoch = Selection("epoch", TEST_SPLIT, "first best accuracy", "as released: PointCLIP's ModelNet40 val "
-                              "split is its test split, TEST.FINAL_MODEL best_val", oracle=True)
-        return [epoch, *self.extra_selections]
-
-    def _inputs(self, batch: TokenBatch) -> torch.Tensor:
-        return raw_global(batch) if self.settings.features == "raw" else batch.global_feats.float()
-
-    def build_module(self, dim: int) -> torch.nn.Module:
-        with torch.random.fork_rng():  # the adapter's layers draw their initial weights from the seeded global RNG
-            torch.manual_seed(self.settings.seed)
-            self.module = PointCLIPAdapter(dim, self.views)
-        return self.module
-
-    def fit(self, data: FitData) -> None:
-        rows, copies = data.cycled()
-        select = data.sets[self.selections()[0].source]
-        module = self.build_module(rows.global_feats.shape[-1])
-        has_select = len(select) > 0
-        self.train_result = module.fit(self._inputs(rows), rows.labels, data.text,
-                                       self._inputs(select) if has_select else None,
-                                       select.labels if has_select else None, train=self.train_config, copies=copies)
-        self._score_val(data)
-
-    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
-        return predict(self.module, self._inputs(batch), text, device=self.settings.device)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "features": self.settings.features,
-                **self._augmentation("one copy per epoch, cycled (the release draws anew every epoch)")}
-
-
+@register_method
 class TipAdapterMethod(FewShotMethod):
     """Tip-Adapter's training-free cache model with its released per-dataset settings; the cache keys are the mean
     of the augmented copies' raw features, normalised once; alpha and beta searched as each protocol says."""
 
     name = "tip-adapter"
+    paper_method = "Tip-Adapter"
     OPTIONS = frozenset({"augment", "tip"})
     MODEL: ClassVar[type[TipAdapter]] = TipAdapter
     RELEASED = "Tip-Adapter main.py search_hp on the full val split"
@@ -370,12 +332,14 @@ class TipAdapterMethod(FewShotMethod):
         return self.model.logits(flat_global(batch.global_feats))
 
 
+@register_method
 class TipAdapterFMethod(TipAdapterMethod):
     """Tip-Adapter-F: the cache keys fine-tuned with the released settings under both protocols (AdamW, batch 256,
     weight decay 0.01, no label smoothing, 20 epochs, EuroSAT 100), one augmented copy per epoch; the epoch and
     then alpha and beta chosen as each protocol says."""
 
     name = "tip-adapter-f"
+    paper_method = "Tip-Adapter-F"
     OPTIONS = frozenset({"augment", "tip", "train", "lr_grid"})
     MODEL = TipAdapterF
     TRAIN = TipAdapterF.TRAIN
@@ -405,6 +369,7 @@ class TipAdapterFMethod(TipAdapterMethod):
                 **({"augmentation": self.details["augmentation"] + cycled} if self.settings.augment else {})}
 
 
+@register_method
 class LinearProbeMethod(FewShotMethod):
     """The CLIP paper's linear probe (L-BFGS logistic regression) on raw features, as CoOp's `lpclip` extracts
     them (or L2-normalised, as CLIP_benchmark), C searched on the val shots; the release keeps the last bisection
@@ -439,11 +404,78 @@ class LinearProbeMethod(FewShotMethod):
         return self.model.logits(self._inputs(batch))
 
 
-METHODS: dict[str, type[FewShotMethod]] = {cls.name: cls for cls in (
-    CalipFS, TipAdapterMethod, TipAdapterFMethod, LinearProbeMethod, PointCLIPAdapterMethod, ZeroShot)}
+@register_method
+class PointCLIPAdapterMethod(FewShotMethod):
+    """PointCLIP's inter-view adapter on the per-view global features (3D only), trained as released: raw CLIP
+    features, a new draw of its scale/shift augmentation every epoch (cycled pre-encoded copies)."""
+
+    name = "pointclip-adapter"
+    paper_method = "PointCLIP"
+    OPTIONS = frozenset({"train", "lr_grid", "features", "augment", "checkpoint", "eval_only"})
+    TRAIN = PointCLIPAdapter.TRAIN
+    module_checkpointed = True
+    needs_views = True
+
+    @classmethod
+    def default_augment(cls, dataset: str) -> int:
+        return 10
+
+    def selections(self) -> list[Selection]:
+        if self.settings.protocol == "honest":
+            epoch = Selection("epoch", VAL_SHOTS, "first best accuracy")
+        else:
+            epoch = Selection("epoch", TEST_SPLIT, "first best accuracy", "as released: PointCLIP's ModelNet40 val "
+                              "split is its test split, TEST.FINAL_MODEL best_val", oracle=True)
+        return [epoch, *self.extra_selections]
+
+    def _inputs(self, batch: TokenBatch) -> torch.Tensor:
+        return raw_global(batch) if self.settings.features == "raw" else batch.global_feats.float()
+
+    def build_module(self, dim: int) -> torch.nn.Module:
+        with torch.random.fork_rng():  # the adapter's layers draw their initial weights from the seeded global RNG
+            torch.manual_seed(self.settings.seed)
+            self.module = PointCLIPAdapter(dim, self.views)
+        return self.module
+
+    def fit(self, data: FitData) -> None:
+        rows, copies = data.cycled()
+        select = data.sets[self.selections()[0].source]
+        module = self.build_module(rows.global_feats.shape[-1])
+        has_select = len(select) > 0
+        self.train_result = module.fit(self._inputs(rows), rows.labels, data.text,
+                                       self._inputs(select) if has_select else None,
+                                       select.labels if has_select else None, train=self.train_config, copies=copies)
+        self._score_val(data)
+
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return predict(self.module, self._inputs(batch), text, device=self.settings.device)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {**super().hyperparameters(), "features": self.settings.features,
+                **self._augmentation("one copy per epoch, cycled (the release draws anew every epoch)")}
+
+
+@register_method
+class ZeroShot(FewShotMethod):
+    """CALIP zero-shot on the same split (views averaged): the reference every few-shot method should beat."""
+
+    name = "zero-shot"
+
+    def selections(self) -> list[Selection]:
+        return [self.settings.betas_selection]
+
+    def fit(self, data: FitData) -> None:
+        self._score_val(data)
+
+    def logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        return zero_shot_logits(batch.global_feats, batch.spatial_feats, text, self.settings.betas,
+                                self.settings.temperature, self.views)[1]
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"betas": list(self.settings.betas), "temperature": self.settings.temperature}
 
 
 def get_method(name: str) -> type[FewShotMethod]:
     if name not in METHODS:
-        raise CalipError(f"unknown --method {name!r}; choose from {', '.join(METHODS)}")
+        raise CalipError(f"unknown FewShotConfig.method {name!r}; choose from {', '.join(METHODS)}")
     return METHODS[name]

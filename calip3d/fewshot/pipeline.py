@@ -23,16 +23,15 @@ from ..encoding import EncodedBatch, Encoder, Tokens, collect
 from ..errors import CalipError
 from ..fetch import dataset_provenance
 from ..metrics import topk_accuracy
+from ..pointnn.features import PointNNConfig, pointnn_features
 from ..prompts import PromptSet, build_prompts, pointclip_fewshot_prompts
-from ..results import provenance
+from ..results import FEWSHOT_SCHEMA, provenance
 from .betas import resolve_betas
 from .config import FewShotConfig
 from .methods import FewShotMethod, FitData, MethodSettings, get_method, zero_shot_logits
-from .protocol import FewShotSplit, draw_split, get_split
+from .protocol import ALL_SHOTS, FewShotSplit, draw_split, get_split
 from .selection import TEST_SPLIT, VAL_SHOTS, VAL_SPLIT, Selection
 from .training import load_checkpoint, save_checkpoint
-
-SCHEMA = "calip3d.fewshot/2"
 
 
 @dataclass
@@ -50,8 +49,7 @@ class FewShotData:
         info = get_dataset(config.dataset)
         root = str(data_root(config.data_root))
         train, test = (load_split(info.name, root, s, config.points) for s in ("train", "test"))
-        has_val = not info.is_points and info.name != "imagenet"
-        val = load_split(info.name, root, "val") if has_val else None
+        val = load_split(info.name, root, "val", config.points) if info.has_val_split else None
         return cls(info, root, train, val, test)
 
     def draw(self, shots: int, seed: int, short_classes: str) -> FewShotSplit:
@@ -90,7 +88,7 @@ def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, data: FitData
         method.fit(data)
         return method
     if len(data.sets[VAL_SHOTS]) == 0:
-        raise CalipError("--lr-grid selects on the val shots, but this split has none")
+        raise CalipError("FewShotConfig.lr_grid selects on the val shots, but this split has none")
     best, search = None, []
     for lr in lr_grid:
         candidate = method.with_lr(lr)
@@ -106,7 +104,7 @@ def _fit(method: FewShotMethod, lr_grid: tuple[float, ...] | None, data: FitData
 def _split(config: FewShotConfig, data: FewShotData, ranks: Ranks) -> tuple[FewShotSplit, Path, bool]:
     """The saved split (drawn and written by rank 0, shared with the other ranks), its file and whether it was reused."""
     suffix = "" if config.short_classes == "keep" else f"_{config.short_classes}"
-    path = Path(config.split_dir) / f"{data.info.name}_shot{config.shots}_seed{config.seed}{suffix}.json"
+    path = Path(config.split_dir) / f"{data.info.file_stem}_shot{config.shots}_seed{config.seed}{suffix}.json"
     split, reused = ranks.agree(get_split(path, data.draw(config.shots, config.seed, config.short_classes))
                                 if ranks.main else None)
     _split_notes(split, path)
@@ -154,6 +152,30 @@ def _score_test(encoder: Encoder, method: FewShotMethod, test: Split, encoded: T
     return {**scores, "num_samples": int(labels.numel())}
 
 
+def pointnn_config(config: FewShotConfig, backbone: CLIPBackbone, memory: bool) -> PointNNConfig:
+    """Point-NN's settings for a run: the release's encoder; its batch-wide statistic under the release protocol,
+    the per-cloud one otherwise (`pointnn_normalize` overrides); the memory clouds' point order shuffled with the
+    run's seed only with `pointnn_shuffle`."""
+    normalize = config.pointnn_normalize or ("batch" if config.protocol == "release" else "cloud")
+    shuffle = config.seed if memory and config.pointnn_shuffle else None
+    return PointNNConfig(normalize=normalize, shuffle_seed=shuffle, device=str(backbone.device))
+
+
+def _pointnn_inputs(config: FewShotConfig, data: FewShotData, split: FewShotSplit, test: Split, encoder: Encoder,
+                    backbone: CLIPBackbone) -> dict[str, Any] | None:
+    """Point-NN features and labels of the train shots (the memory), the val shots and the test split, on rank 0
+    (every rank encodes its share); the settings used."""
+    val_pool = data.val if split.val_source == "val" else data.train
+    parts = {"train": data.train.subset(split.train), "val": val_pool.subset(split.val), "test": test}
+    out: dict[str, Any] = {"all_shots": config.shots == ALL_SHOTS,
+                           "encoder": pointnn_config(config, backbone, memory=True).describe()}
+    for name, part in parts.items():
+        settings = pointnn_config(config, backbone, memory=name == "train")
+        out[name] = pointnn_features(part, settings, encoder.cache, encoder.ranks, f"Point-NN {name}")
+        out[f"{name}_labels"] = torch.as_tensor(part.labels, dtype=torch.long)
+    return out if encoder.ranks.main else None
+
+
 def _release_reported(method: FewShotMethod, test_top1: float) -> dict[str, Any] | None:
     """Tip-Adapter-F's release prints max(best-epoch test accuracy, after-search test accuracy)."""
     if method.name != "tip-adapter-f" or method.settings.protocol != "release" or method.train_result is None:
@@ -180,8 +202,15 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     shots, betas, method, the sets its choices read, fit, test, result."""
     method_cls = get_method(config.method)
     ignored = _note_ignored(config, method_cls, get_dataset(config.dataset))
+    if config.base is not None and config.base not in method_cls.BASES:
+        takes = f"takes base {' or '.join(method_cls.BASES)}" if method_cls.BASES else "adds to no zero-shot logits"
+        raise CalipError(f"FewShotConfig.base is {config.base!r}, but method {method_cls.name} {takes}")
+    if config.shots == ALL_SHOTS and not method_cls.all_shots:
+        raise CalipError(f"FewShotConfig.shots 'all' (the whole train split) is for Point-NN's memory; method "
+                         f"{method_cls.name} takes K shots per class")
     if config.eval_only and not method_cls.module_checkpointed:
-        raise CalipError("--eval-only loads a trained module: use it with --method calip-fs or pointclip-adapter")
+        raise CalipError("FewShotConfig.eval_only loads a trained module: use it with FewShotConfig.method "
+                         "'calip-fs' or 'pointclip-adapter'")
     data = FewShotData.load(config)
     ranks = current()
     split, split_path, reused = _split(config, data, ranks)
@@ -198,7 +227,8 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         dataset=data.info.name, protocol=config.protocol, has_val_split=data.val is not None, betas=betas,
         betas_selection=betas_selection, temperature=config.encode.temperature, seed=config.seed,
         device=str(backbone.device), hidden=config.hidden, learn_betas=config.learn_betas,
-        shared_views=not config.per_view, tip=config.tip, features=config.features, augment=augment)
+        shared_views=not config.per_view, tip=config.tip, features=config.features, augment=augment,
+        base=config.base)
     defaults = method_cls.train_defaults(data.info.name)
     method = method_cls(settings, views, config.train.apply(defaults) if defaults else None)
     test = data.test_split(config.limit)
@@ -208,15 +238,17 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         sets[VAL_SPLIT] = encoder.tokens(data.val, "val split")
     if TEST_SPLIT in sources:  # a release choice made on test (ORACLE); otherwise test is encoded after fitting
         sets[TEST_SPLIT] = encoder.tokens(test, "test split")
+    extra = {"pointnn": _pointnn_inputs(config, data, split, test, encoder, backbone)} \
+        if method_cls.needs_pointnn else {}
     meta = {"backbone": backbone.info.name, "weights": backbone.info.weights, "classnames": list(data.train.classnames),
             "dataset": data.info.name, "views": views, "method": config.method, "prompts": prompts.description,
             "features": config.features}
     checkpoint = Path(config.checkpoint) if config.checkpoint else Path("results/fewshot/checkpoints") / \
-        f"{data.info.name}_{config.method}_{config.shots}shot_seed{config.seed}.pt"
+        f"{data.info.file_stem}_{config.method}_{config.shots}shot_seed{config.seed}.pt"
     if config.eval_only:
         load_checkpoint(checkpoint, expected_meta=meta, module=method.build_module(backbone.embed_dim))
     elif ranks.main:  # the other ranks get the fitted method when they score their test shards
-        method = _fit(method, config.lr_grid, FitData(shots, copies, text, sets))
+        method = _fit(method, config.lr_grid, FitData(shots, copies, text, sets, extra))
         if method.module_checkpointed:
             save_checkpoint(checkpoint, method.module, {**meta, "shots": config.shots, "seed": config.seed})
     scores = _score_test(encoder, method, test, sets.get(TEST_SPLIT), TEST_SPLIT in sets, text,
@@ -225,7 +257,7 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         return None
     selections = method.selections()
     result = {
-        "schema": SCHEMA, "dataset": data.info.name, "method": config.method, "shots": config.shots,
+        "schema": FEWSHOT_SCHEMA, "dataset": data.info.name, "method": config.method, "shots": config.shots,
         "seed": config.seed, "protocol": config.protocol, "num_samples": scores["num_samples"],
         "num_classes": len(data.train.classnames), "test": scores["method"], "val_top1": method.val_top1,
         "oracle": any(s.oracle for s in selections), "selections": [s.as_dict() for s in selections],

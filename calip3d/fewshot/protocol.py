@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from ..errors import CalipError
 from ..results import write_json
@@ -24,6 +26,7 @@ from ..sampling import SHORT_CLASSES, sample_per_class
 
 SPLIT_FORMAT = "calip3d.fewshot-split/2"
 MAX_VAL_SHOTS = 4  # CoOp: min(K, 4) val shots per class
+ALL_SHOTS = "all"  # the whole train split (less the val shots where they come from train): Point-NN's memory
 
 
 @dataclass
@@ -33,7 +36,7 @@ class FewShotSplit:
     the classes with fewer than K train items, handled as `short_classes` says."""
 
     dataset: str
-    shots: int
+    shots: int | str  # K, or ALL_SHOTS
     seed: int
     val_shots: int
     val_source: str  # "val" or "train"
@@ -57,18 +60,21 @@ def draw_split(
     classnames: Sequence[str],
     train_labels: Sequence[int],
     train_ids: Sequence[object],
-    shots: int,
+    shots: int | str,
     seed: int,
     val_labels: Sequence[int] | None = None,
     val_ids: Sequence[object] | None = None,
     short_classes: str = "keep",
 ) -> FewShotSplit:
     """Draw K train shots per class and min(K, 4) val shots per class (from val when given, else from train
-    without the train shots)."""
-    if shots < 1:
-        raise CalipError(f"--shots must be >= 1, got {shots}")
+    without the train shots). `shots` ALL_SHOTS: every train item, and 4 val shots per class (where the dataset has no
+    val split: drawn first from train, at most n - 1 of a class's n items, and kept out of the train shots)."""
+    if shots == ALL_SHOTS:
+        return _draw_all(dataset, classnames, train_labels, train_ids, seed, val_labels, val_ids, short_classes)
+    if isinstance(shots, str) or shots < 1:
+        raise CalipError(f"shots must be >= 1, got {shots}")
     if short_classes not in SHORT_CLASSES:
-        raise CalipError(f"--short-classes must be one of {', '.join(SHORT_CLASSES)}, got {short_classes!r}")
+        raise CalipError(f"short_classes must be one of {', '.join(SHORT_CLASSES)}, got {short_classes!r}")
     k = len(classnames)
     train = sample_per_class(train_labels, shots, seed, num_classes=k, short_classes=short_classes)
     val_shots = min(shots, MAX_VAL_SHOTS)
@@ -87,6 +93,33 @@ def draw_split(
     )
 
 
+def _draw_all(dataset: str, classnames: Sequence[str], train_labels: Sequence[int], train_ids: Sequence[object],
+              seed: int, val_labels: Sequence[int] | None, val_ids: Sequence[object] | None,
+              short_classes: str) -> FewShotSplit:
+    k = len(classnames)
+    if val_labels is not None:
+        val = sample_per_class(val_labels, MAX_VAL_SHOTS, seed, num_classes=k, short_classes=short_classes)
+        val_source, val_digest, held = "val", digest_ids(val_ids or []), set()
+    else:  # from train: at most n - 1 of a class's n items, so that every class keeps a memory item
+        val = sample_per_class(train_labels, MAX_VAL_SHOTS, seed, num_classes=k, short_classes="keep")
+        sizes = np.bincount(np.asarray(train_labels, dtype=np.int64), minlength=k)
+        taken = np.zeros(k, dtype=np.int64)
+        kept = []
+        for i in val.indices:
+            c = int(train_labels[i])
+            if taken[c] < sizes[c] - 1:
+                kept.append(i)
+                taken[c] += 1
+        val = replace(val, indices=kept)
+        val_source, val_digest, held = "train", digest_ids(train_ids), set(kept)
+    train = [i for i in range(len(train_labels)) if i not in held]
+    present = {int(train_labels[i]) for i in train}
+    return FewShotSplit(
+        dataset=dataset, shots=ALL_SHOTS, seed=seed, val_shots=MAX_VAL_SHOTS, val_source=val_source, train=train,
+        val=val.indices, classnames=list(classnames), train_ids=digest_ids(train_ids), val_ids=val_digest,
+        short_classes=short_classes, empty=[classnames[c] for c in range(k) if c not in present])
+
+
 def save_split(split: FewShotSplit, path: Path) -> Path:
     return write_json(path, asdict(split))
 
@@ -103,12 +136,13 @@ def load_split(path: Path, expected: FewShotSplit) -> FewShotSplit:
         split = FewShotSplit(**data)
     except (OSError, json.JSONDecodeError, TypeError) as err:
         raise CalipError(f"cannot read few-shot split file {path} (format {SPLIT_FORMAT}): {err}; delete it or "
-                         "choose another --split-dir") from None
+                         "choose another FewShotConfig.split_dir") from None
     for name in _MUST_MATCH:
         if getattr(split, name) != getattr(expected, name):
             raise CalipError(
                 f"few-shot split file {path} does not match this run ({name} differs: "
-                f"{getattr(split, name)!r} in the file); delete it or choose another --split-dir"
+                f"{getattr(split, name)!r} in the file); delete it or choose another "
+                "FewShotConfig.split_dir"
             )
     return split
 

@@ -1,10 +1,14 @@
-"""Zero-shot pipelines over typed configs and a loaded backbone: `run_eval` (CLIP / PointCLIP vs CALIP on a dataset),
-`run_tune_views` (view weights and betas tuned on train clouds) and `classify_clouds` (your own files)."""
+"""Zero-shot pipelines over typed configs and a loaded backbone: `run_eval` (the zero-shot methods of the registry on a
+dataset), `run_tune_views` (view weights and betas tuned on train clouds) and `classify_clouds` (your own files).
+Importing this package registers every zero-shot method (`ZERO_SHOT_METHODS`)."""
 
+from . import calip_rows, pointnn_rows, tda_rows  # noqa: F401  (register CLIP / PointCLIP / CALIP, Point-NN, TDA)
 from .classify import ClassifyConfig, classify_clouds, load_clouds
 from .config import EvalConfig, SearchConfig, TuneConfig, TuneViewsConfig
 from .pipeline import run_eval
+from .registry import ZERO_SHOT_METHODS, ZeroShotMethod, method_list, register_zero_shot
 from .tune_views import run_tune_views
 
-__all__ = ["ClassifyConfig", "EvalConfig", "SearchConfig", "TuneConfig", "TuneViewsConfig", "classify_clouds",
-           "load_clouds", "run_eval", "run_tune_views"]
+__all__ = ["ClassifyConfig", "EvalConfig", "SearchConfig", "TuneConfig", "TuneViewsConfig", "ZERO_SHOT_METHODS",
+           "ZeroShotMethod", "classify_clouds", "load_clouds", "method_list", "register_zero_shot", "run_eval",
+           "run_tune_views"]

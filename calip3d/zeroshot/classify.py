@@ -43,9 +43,9 @@ class ClassifyConfig:
 
     def __post_init__(self) -> None:
         if len(set(self.labels)) != len(self.labels):
-            raise CalipError("--labels contains duplicates")
-        check_at_least(self.num_points, 1, "--points")
-        validate_template(self.template, "--template")
+            raise CalipError("ClassifyConfig.labels contains duplicates")
+        check_at_least(self.num_points, 1, "ClassifyConfig.num_points")
+        validate_template(self.template, "ClassifyConfig.template")
 
 
 def load_clouds(files: Sequence[str | Path], config: ClassifyConfig) -> np.ndarray:
@@ -61,7 +61,7 @@ def classify_clouds(clouds: np.ndarray, config: ClassifyConfig, backbone: CLIPBa
     """CALIP probabilities `[F, K]` over `config.labels` for clouds `[F, P, 3]`."""
     projector = config.projector.build(backbone.image_size)
     if config.view_weights is not None and len(config.view_weights) != projector.num_views:
-        raise CalipError(f"--view-weights has {len(config.view_weights)} values; the projector makes "
+        raise CalipError(f"ClassifyConfig.view_weights has {len(config.view_weights)} values; the projector makes "
                          f"{projector.num_views} views")
     text = backbone.prompt_features(from_templates(list(config.labels), [config.template], "classify").prompts)
     with torch.inference_mode():

@@ -25,9 +25,9 @@ class TuneConfig:
 
     def __post_init__(self) -> None:
         if self.on not in TUNE_ON:
-            raise CalipError(f"tune on must be one of {', '.join(TUNE_ON)}, got {self.on!r}")
-        check_at_least(self.shots, 1, "--tune-shots")
-        check_at_least(self.limit, 1, "--tune-limit")
+            raise CalipError(f"TuneConfig.on must be one of {', '.join(TUNE_ON)}, got {self.on!r}")
+        check_at_least(self.shots, 1, "TuneConfig.shots")
+        check_at_least(self.limit, 1, "TuneConfig.limit")
 
 
 VIEW_METHODS = ("auto", "exhaustive", "coordinate")
@@ -48,13 +48,13 @@ class SearchConfig:
     rounds: int = 2
 
     def __post_init__(self) -> None:
-        check_at_least(self.steps, 1, "--search-steps")
-        check_at_least(self.restarts, 0, "--restarts")
-        check_at_least(self.rounds, 1, "--rounds")
+        check_at_least(self.steps, 1, "SearchConfig.steps")
+        check_at_least(self.restarts, 0, "SearchConfig.restarts")
+        check_at_least(self.rounds, 1, "SearchConfig.rounds")
         if not self.view_grid or any(not v > 0 for v in self.view_grid):
-            raise CalipError(f"--view-grid values must be positive, got {list(self.view_grid)}")
+            raise CalipError(f"SearchConfig.view_grid values must be positive, got {list(self.view_grid)}")
         if self.view_method not in VIEW_METHODS:
-            raise CalipError(f"view search method must be one of {', '.join(VIEW_METHODS)}, got {self.view_method!r}")
+            raise CalipError(f"SearchConfig.view_method must be one of {', '.join(VIEW_METHODS)}, got {self.view_method!r}")
 
     def beta_range(self, dataset_range: tuple[float, float]) -> tuple[float, float]:
         return self.beta2_max or dataset_range[0], self.beta3_max or dataset_range[1]
@@ -64,7 +64,10 @@ class SearchConfig:
 class EvalConfig:
     """One zero-shot evaluation. `betas` adds a row with the user's betas (3D: replaces the default pair);
     `view_weights` None/"uniform", "paper" (PointCLIP Table 1, ORACLE) or explicit weights; `points` and
-    `projector` apply to point-cloud datasets; `data_root` None = the default data root (`calip3d.fetch`)."""
+    `projector` apply to point-cloud datasets; `data_root` None = the default data root (`calip3d.fetch`); `methods` the
+    zero-shot methods to score, by registry name (None: the default set, `calip3d.zeroshot.ZERO_SHOT_METHODS`);
+    `stream_seeds` the test-stream orders of the test-time methods (TDA; the release's seed 1), scores averaged;
+    `memory_shots` train clouds per class in Point-NN's memory (its rows need one)."""
 
     dataset: str
     data_root: str | None = None
@@ -73,6 +76,9 @@ class EvalConfig:
     betas: tuple[float, float, float] | None = None
     templates: str = "default"
     view_weights: str | tuple[float, ...] | None = None
+    methods: tuple[str, ...] | None = None
+    stream_seeds: tuple[int, ...] = (1,)
+    memory_shots: int | None = None
     tune: TuneConfig = field(default_factory=TuneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     points: PointSettings = field(default_factory=PointSettings)
@@ -80,10 +86,13 @@ class EvalConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self.limit, 1, "--limit")
-        check_at_least(self.points.num_points, 1, "--points")
+        check_at_least(self.limit, 1, "EvalConfig.limit")
+        check_at_least(self.points.num_points, 1, "PointSettings.num_points")
+        check_at_least(self.memory_shots, 1, "EvalConfig.memory_shots")
+        if not self.stream_seeds:
+            raise CalipError("EvalConfig.stream_seeds must hold at least one seed")
         if self.betas is not None and len(self.betas) != 3:
-            raise CalipError(f"betas must be three numbers (beta1, beta2, beta3), got {list(self.betas)}")
+            raise CalipError(f"EvalConfig.betas must be three numbers (beta1, beta2, beta3), got {list(self.betas)}")
 
 
 @dataclass(frozen=True)
@@ -107,8 +116,8 @@ class TuneViewsConfig:
     encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self.limit, 1, "--limit")
-        check_at_least(self.shots, 1, "--shots")
-        check_at_least(self.points.num_points, 1, "--points")
+        check_at_least(self.limit, 1, "TuneViewsConfig.limit")
+        check_at_least(self.shots, 1, "TuneViewsConfig.shots")
+        check_at_least(self.points.num_points, 1, "PointSettings.num_points")
         if self.tune_split not in ("fewshot", "train"):
-            raise CalipError(f"tune split must be 'fewshot' or 'train', got {self.tune_split!r}")
+            raise CalipError(f"TuneViewsConfig.tune_split must be 'fewshot' or 'train', got {self.tune_split!r}")

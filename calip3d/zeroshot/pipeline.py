@@ -17,18 +17,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from calip3d.backbone import CLIPBackbone
 from calip3d.datasets import DatasetInfo, PointSettings, Split, data_root, get_dataset, load_split
 from calip3d.encoding import Encoder, Terms
 from calip3d.errors import CalipError
 from calip3d.fetch import dataset_provenance
+from calip3d.pointnn.features import PointNNConfig, pointnn_features
 from calip3d.prompts import build_prompts
 from calip3d.results import EvalResult, provenance
 from calip3d.sampling import sample_per_class
 
 from .config import EvalConfig, TuneConfig
-from .scoring import Tuning, image_methods, point_methods
+from .registry import ScoringRun, Tuning, ViewWeights, needs_of, score_methods, select_methods
 
 
 @dataclass
@@ -103,12 +105,32 @@ def draw_shots(info: DatasetInfo, data_root: str, points: PointSettings, shots: 
 
 def tuning_set(info: DatasetInfo, root: str, config: EvalConfig, tune: TuneConfig) -> tuple[Split, str]:
     """The held-out tuning set: CoOp's val split, or train shots for ImageNet (whose CoOp val is its test) and 3D."""
-    if info.is_points or info.name == "imagenet":
+    if not info.has_val_split:
         return draw_shots(info, root, config.points, tune.shots, tune.seed, tune.limit)
-    val = load_split(info.name, root, "val")
+    val = load_split(info.name, root, "val", config.points)
     if tune.limit:
         val = val.subset(range(min(tune.limit, len(val))))
-    return val, f"the CoOp val split, {len(val)} images"
+    noun = "clouds" if info.is_points else "images"
+    return val, f"the {'val' if info.is_folder else 'CoOp val'} split, {len(val)} {noun}"
+
+
+def pointnn_inputs(run: Prepared, config: EvalConfig, tuning: Split, tuning_description: str) -> dict[str, Any]:
+    """Point-NN features of the memory (`memory_shots` train clouds per class, drawn with the tuning seed apart from
+    the tuning clouds), of the tuning set and of the test split (rank 0; every rank encodes its share)."""
+    train = load_split(run.info.name, run.root, "train", config.points)
+    k = len(train.classnames)
+    held = sample_per_class(train.labels, config.tune.shots, config.tune.seed, num_classes=k).indices
+    held = held[:config.tune.limit] if config.tune.limit else held
+    draw = sample_per_class(train.labels, config.memory_shots, config.tune.seed, num_classes=k, exclude=set(held))
+    memory = train.subset(draw.indices)
+    settings = PointNNConfig(device=str(run.encoder.backbone.device))
+    cache, ranks = run.encoder.cache, run.encoder.ranks
+    out = {name: pointnn_features(part, settings, cache, ranks, f"Point-NN {name}")
+           for name, part in (("memory", memory), ("tuning", tuning), ("test", run.test))}
+    return {**out, "memory_labels": torch.as_tensor(memory.labels, dtype=torch.long),
+            "description": f"{config.memory_shots} train clouds per class (seed {config.tune.seed}), apart from "
+                           f"{tuning_description}: {len(memory)} clouds",
+            "encoder": settings.describe()}
 
 
 def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
@@ -118,31 +140,33 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
     info = get_dataset(config.dataset)
     if info.is_points:  # checked before anything is encoded
         views = config.projector.build(backbone.image_size).num_views
-        weights, weights_source, weights_oracle = resolve_view_weights(config.view_weights, info, views)
+        view_weights = resolve_view_weights(config.view_weights, info, views)
+    chosen = select_methods(config.methods, info)
     run = prepare(config, backbone)
-    tuning_split = "train" if info.is_points else ("test" if info.name == "imagenet" else "val")
+    tuning_split = "val" if info.has_val_split else ("test" if info.name == "imagenet" else "train")
     tune, oracle = tuning_plan(config.tune.on, config.split, tuning_split)
     tuning, tuning_split_file = None, None
     if tune:
         split, description = tuning_set(info, run.root, config, config.tune)
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
         tuning_split_file = split.source
+    extra = {}
+    if "pointnn" in needs_of(chosen) and config.memory_shots is not None and tuning is not None:
+        extra["pointnn"] = pointnn_inputs(run, config, split, description)
     if not run.encoder.ranks.main:
         return None
-    beta2_max, beta3_max = config.search.beta_range(info.beta_search_range)
+    scoring = ScoringRun(info, run.terms, tuning, oracle, config.betas,
+                         view_weights if info.is_points else ViewWeights(), config.search,
+                         config.search.beta_range(info.beta_search_range), options=config, extra=extra)
+    methods = score_methods(chosen, scoring, explicit=config.methods is not None)
     common = dict(backbone=backbone.info.as_dict(), precision=backbone.precision,
                   templates=run.prompts.description, split_file=run.test.source,
                   temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run),
                   **encoding_provenance(run))
     if info.is_points:
-        default_betas, default_source = info.default_betas
-        methods = point_methods(run.terms, tuning, default_betas, default_source, weights, weights_source,
-                                weights_oracle, config.betas, oracle, beta2_max, beta3_max, config.search)
         prov = provenance(**common, points=run.test.settings, projector=run.encoder.loading.projector.describe(),
                           cache=run.cache_status, tuning_set=tuning.description if tuning else None)
     else:
-        methods = image_methods(run.terms, tuning, info.paper_betas, info.default_betas[1], config.betas, oracle,
-                                beta2_max, beta3_max, config.search.steps)
         skipped = len(run.test) - len(run.terms.labels)
         if skipped:
             print(f"warning: skipped {skipped} unreadable image(s) (--skip-bad-files)", file=sys.stderr)
@@ -153,16 +177,17 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
 
 
 def resolve_view_weights(chosen: str | tuple[float, ...] | None, info: DatasetInfo,
-                         views: int) -> tuple[list[float] | None, str, bool]:
-    """(weights or None for uniform, where they came from, oracle?) for `--view-weights`."""
+                         views: int) -> ViewWeights:
+    """The view weights `EvalConfig.view_weights` names (weights None: uniform), where they came from, oracle?"""
     if chosen is None or chosen == "uniform":
-        return None, "uniform", False
+        return ViewWeights()
     if chosen == "paper":
         if views != 6:
-            raise CalipError("--view-weights paper is PointCLIP's 6-view Table 1; use --views 6")
-        return list(info.table1_view_weights), "ORACLE: PointCLIP Table 1 (searched on test labels)", True
+            raise CalipError("EvalConfig.view_weights 'paper' is PointCLIP's 6-view Table 1; use "
+                             "ProjectorConfig.views=6")
+        return ViewWeights(list(info.table1_view_weights), "ORACLE: PointCLIP Table 1 (searched on test labels)", True)
     if isinstance(chosen, str):
-        raise CalipError(f"--view-weights expects W1,...,WV, 'uniform' or 'paper', got {chosen!r}")
+        raise CalipError(f"EvalConfig.view_weights expects W1,...,WV, 'uniform' or 'paper', got {chosen!r}")
     if len(chosen) != views:
-        raise CalipError(f"--view-weights has {len(chosen)} values but the projector makes {views} views")
-    return list(chosen), "--view-weights", False
+        raise CalipError(f"EvalConfig.view_weights has {len(chosen)} values but the projector makes {views} views")
+    return ViewWeights(list(chosen), "--view-weights")

@@ -13,7 +13,7 @@ from calip3d.results import EvalResult, provenance
 
 from .config import TuneViewsConfig
 from .pipeline import data_provenance, draw_shots, encoding_provenance, prepare, tuning_plan
-from .scoring import Tuning, point_methods
+from .registry import ScoringRun, Tuning, ViewWeights, score_methods, select_methods
 
 
 def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResult | None:
@@ -35,10 +35,9 @@ def run_tune_views(config: TuneViewsConfig, backbone: CLIPBackbone) -> EvalResul
         tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
     if not run.encoder.ranks.main:
         return None
-    beta2_max, beta3_max = config.search.beta_range(run.info.beta_search_range)
-    default_betas, default_source = run.info.default_betas
-    methods = point_methods(run.terms, tuning, default_betas, default_source, None, "uniform", False, None, oracle,
-                            beta2_max, beta3_max, config.search)
+    scoring = ScoringRun(run.info, run.terms, tuning, oracle, None, ViewWeights(), config.search,
+                         config.search.beta_range(run.info.beta_search_range), options=config)
+    methods = score_methods(select_methods(None, run.info), scoring, explicit=False)
     projector = run.encoder.loading.projector
     prov = provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
                       templates=run.prompts.description, split_file=run.test.source,
