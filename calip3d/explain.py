@@ -2,7 +2,7 @@
 
 The numbers come from the same code path as `calip_terms` (`calip_attention` then `terms_from_attention`), so the
 maps shown are the ones that produced the terms, and the final probabilities are `classify`'s (3D: per-view terms
-summed with the view weights, `combine_terms`, softmax) or `eval`'s (2D). Pure computation, no drawing
+summed with the view weights and combined, `calip_scores`, softmax) or `eval`'s (2D). Pure computation, no drawing
 (`calip3d.figures` draws an `Explanation`).
 """
 
@@ -16,11 +16,9 @@ import numpy as np
 import torch
 
 from .atomic import atomic_write
-from .attention import calip_attention, combine_terms, terms_from_attention
+from .attention import calip_attention, calip_scores, terms_from_attention
 from .backbone import CLIPBackbone
 from .errors import CalipError
-from .aggregation import aggregate_views
-from .presets import LOGIT_SCALE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 NPZ_KEYS = ("positions", "grid", "views", "terms", "classes", "view_weights", "betas")
@@ -188,8 +186,8 @@ def _explanations(kind: str, views: torch.Tensor, view_names: Sequence[str], ove
     """Per input: views `[B, V, ...]`, over_positions `[B, V, N, C]`, terms 3 x `[B, V, C]` -> explanations."""
     terms = [t.cpu() for t in terms]
     num_views = terms[0].shape[1]
-    calip = combine_terms([aggregate_views(t, view_weights) for t in terms], betas).softmax(dim=-1)  # [B, C]
-    clip = (LOGIT_SCALE * aggregate_views(terms[0], view_weights)).softmax(dim=-1)
+    calip = calip_scores(terms, betas, view_weights).softmax(dim=-1)  # [B, C]
+    clip = calip_scores(terms, None, view_weights).softmax(dim=-1)
     top = calip.topk(min(top_k, len(classnames)), dim=-1).indices  # [B, K]
     stacked = torch.stack(terms, dim=-1)  # [B, V, C, 3]
     weights = np.asarray(view_weights if view_weights is not None else [1.0] * num_views, dtype=np.float32)

@@ -9,8 +9,8 @@
 `run` writes tiny models calibrated on the data so that their predictions vary (tests/tiny_models.py; pass
 `--models` to reuse a run's models: the second run must use the same weights), then 33 runs of `eval`, `classify`,
 `fewshot` and `tune-views` over Caltech101 and ModelNet40/10 (every zero-shot and few-shot method) with their JSON,
-stdout and feature caches. `compare` reports every JSON key that differs (ignoring time, command line and library versions), each stdout that differs
-and each cached tensor that differs; it exits 1 on any difference.
+stdout and feature caches. `compare` reports every JSON key that differs (ignoring time, command line and library
+versions), each stdout that differs and each cached tensor that differs; it exits 1 on any difference.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ def test_a_record_lacking_a_part_is_a_calip_error_naming_the_dataset(monkeypatch
 def test_a_release_missing_from_a_format_or_a_record_name_is_a_calip_error(monkeypatch):
     modelnet40 = RECORDS["modelnet40"]
     monkeypatch.setitem(RECORDS, "modelnet40", replace(modelnet40, releases=modelnet40.releases[:1]))
-    with pytest.raises(CalipError, match="^modelnet40: .* no files to fetch for --format resampled"):
+    with pytest.raises(CalipError, match="^modelnet40: .* no files to fetch for PointSettings.format 'resampled'"):
         resolve_dataset("modelnet40", "resampled")
     scan = RECORDS["scanobjectnn-hardest"]
     monkeypatch.setitem(RECORDS, scan.name, replace(scan, points=replace(scan.points, h5_file=None)))

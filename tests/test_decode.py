@@ -56,7 +56,7 @@ def test_device_decoding_names_or_skips_unreadable_files(caltech_root, tmp_path)
 
 def test_only_the_validation_steps_run_on_the_device():
     augmenting = T.Compose([T.RandomResizedCrop(64), T.ToTensor()])
-    with pytest.raises(CalipError, match="--decode-on-device"):
+    with pytest.raises(CalipError, match="EncodeConfig.decode_on_device"):
         TensorTransform.of(augmenting, torch.device("cpu"))
     steps = TensorTransform.of(image_transform_v2(PreprocessCfg(size=64), is_train=False), torch.device("cpu"))
     assert steps.crop == (64, 64) and steps.mean.flatten().tolist() == pytest.approx(PreprocessCfg().mean)

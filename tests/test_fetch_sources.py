@@ -66,8 +66,8 @@ def test_every_name_eval_takes_has_an_entry_in_the_loaders_folder():
 
 
 @pytest.mark.parametrize("name, fmt, message", [
-    ("modelnet10", "h5", "modelnet10 is not available as --format h5; it is read as: resampled"),
-    ("caltech101", "h5", "--format h5 does not apply to caltech101"),
+    ("modelnet10", "h5", "modelnet10 is not available as PointSettings.format 'h5'; it is read as: resampled"),
+    ("caltech101", "h5", "PointSettings.format 'h5' does not apply to caltech101"),
     ("modelnet41", None, "unknown dataset 'modelnet41'; expected one of: modelnet40, modelnet10"),
 ])
 def test_wrong_names_and_formats(name, fmt, message):

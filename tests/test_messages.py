@@ -135,14 +135,7 @@ def test_speaks_flags_translates_the_error_and_keeps_its_type():
 # Messages outside calip3d/cli/ that still name flags, left to the dataset-records refactor (issue 15), by (file,
 # flag). Remove an entry when its message names the field (or parameter) instead; an entry that no longer matches
 # fails the scan, so this list only shrinks.
-PENDING: set[tuple[str, str]] = {
-    ("calip3d/datasets/folder.py", "--format"),
-    ("calip3d/datasets/images.py", "--decode-on-device"),
-    ("calip3d/datasets/registry.py", "--view-weights"),
-    ("calip3d/datasets/registry.py", "--dataset"),
-    ("calip3d/fetch/catalog.py", "--format"),
-    ("calip3d/fetch/download.py", "--mirror"),
-}
+PENDING: set[tuple[str, str]] = set()
 # Allowed: a command to run, `calip3d fetch NAME --format h5` or `torchrun --nproc_per_node N`, up to the end of its
 # clause. The scan reads only `CalipError(...)` / `check_at_least(...)` messages; the flag names the library records
 # as labels are not messages and stay: `Selection(..., "--betas")` and `betas_source="--betas"` (how the betas were

@@ -128,6 +128,7 @@ FIELD_FLAGS: dict[str, str] = {
     "FewShotConfig.shots": "--shots",
     "FewShotConfig.split_dir": "--split-dir",
     "PointSettings.num_points": "--points",
+    "PointSettings.format": "--format",
     "ProjectorConfig.views": "--views",
     "Ranks.timeout": "--dist-timeout",
     "SearchConfig.beta2_max": "--beta2-max",

@@ -135,8 +135,8 @@ def _read_cloud(path: str, points: PointSettings) -> np.ndarray:
 
 def _load_points(scan: FolderScan, split: str, files: Sequence[FolderFile], points: PointSettings) -> FolderPointSplit:
     if points.format not in (None, FOLDER_FORMAT):
-        raise CalipError(f"--format {points.format} names a ModelNet40 release; {scan.name} is a folder of your own "
-                         "files (drop --format)")
+        raise CalipError(f"PointSettings.format {points.format!r} names a ModelNet40 release; {scan.name} is a folder "
+                         "of your own files (leave PointSettings.format unset)")
     check_sampling_method(points.sampling)
     check_up_axis(points.up_axis)
     num = points.num_points

@@ -408,11 +408,12 @@ class TensorTransform:
                 found["mean"], found["std"] = step.mean, step.std
             elif not (isinstance(step, T.ToTensor) or "convert" in type(step).__name__.lower()
                       or "convert" in getattr(step, "__name__", "")):
-                raise CalipError(f"--decode-on-device reproduces Resize, CenterCrop, ToTensor and Normalize; this "
-                                 f"model's transform also has {step!r}: decode on the CPU (drop the flag)")
+                raise CalipError(f"EncodeConfig.decode_on_device reproduces Resize, CenterCrop, ToTensor and Normalize; "
+                                 f"this model's transform also has {step!r}: decode on the CPU (turn "
+                                 "EncodeConfig.decode_on_device off)")
         if {"resize", "crop", "mean"} - set(found):
-            raise CalipError(f"--decode-on-device needs a transform with Resize, CenterCrop and Normalize, got "
-                             f"{transform!r}")
+            raise CalipError(f"EncodeConfig.decode_on_device needs a transform with Resize, CenterCrop and Normalize, "
+                             f"got {transform!r}")
         resize = found["resize"]
         mean, std = (torch.tensor(found[k], dtype=torch.float32).view(-1, 1, 1).to(device) for k in ("mean", "std"))
         return cls(resize.size, resize.interpolation, resize.max_size, found["crop"], mean, std)

@@ -93,8 +93,8 @@ class DatasetInfo:
         """PointCLIP's Table 1 view weights (searched on test labels: an oracle), or None; a folder dataset has none
         to give (CalipError)."""
         if self.is_folder:
-            raise CalipError(f"PointCLIP's Table 1 has no view weights for {self.name} (--view-weights paper is for "
-                             "ModelNet and ScanObjectNN): give W1,...,WV or uniform")
+            raise CalipError(f"PointCLIP's Table 1 has no view weights for {self.name} (EvalConfig.view_weights "
+                             "'paper' is for ModelNet and ScanObjectNN): give W1,...,WV or uniform")
         return POINTCLIP_TABLE1_VIEW_WEIGHTS.get(self.presets_key or "")
 
     @property
@@ -145,7 +145,7 @@ def folder_path(name: str) -> str | None:
     if name.startswith(FOLDER_PREFIX):
         path = name[len(FOLDER_PREFIX):]
         if not path:
-            raise CalipError("folder: needs a path: --dataset folder:PATH")
+            raise CalipError("a folder dataset needs a path: folder:PATH")
         return os.path.abspath(os.path.expanduser(path))
     path_like = "/" in name or os.sep in name or name.startswith((".", "~"))
     if (path_like or _norm(name) not in _LOOKUP) and os.path.isdir(os.path.expanduser(name)):

@@ -40,7 +40,7 @@ def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
         info = None
     entry = DATASETS[name] if info is None else _release_of(info.name, fmt)
     if fmt is not None and fmt != entry.fmt:
-        raise CalipError(f"--format {fmt} does not apply to {entry.key}")
+        raise CalipError(f"PointSettings.format {fmt!r} does not apply to {entry.key}")
     return entry
 
 
@@ -53,11 +53,12 @@ def _release_of(name: str, fmt: str | None) -> Dataset:
         formats = record.require("points").formats
         chosen = fmt or formats[0]
         if chosen not in formats:
-            raise CalipError(f"{name} is not available as --format {fmt}; it is read as: {', '.join(formats)}")
+            raise CalipError(f"{name} is not available as PointSettings.format {fmt!r}; it is read as: "
+                             f"{', '.join(formats)}")
         releases = tuple(release for release in releases if release.fmt == chosen)
         if not releases:
-            raise CalipError(f"{name}: its dataset record (calip3d.records) has no files to fetch for --format "
-                             f"{chosen}")
+            raise CalipError(f"{name}: its dataset record (calip3d.records) has no files to fetch for "
+                             f"PointSettings.format {chosen!r}")
     entry = DATASETS.get(releases[0].key)
     if entry is None:
         raise CalipError(f"{name}: its release {releases[0].key} is not among the fetch sources")

@@ -76,8 +76,8 @@ def download_file(file: RemoteFile, folder: Path, mirrors: Sequence[str], manife
     names = " or ".join(choice.name for choice in file.choices())
     raise CalipError(
         f"could not download {names} from any source:\n" + "\n".join(failures or ["  (no source is known)"])
-        + f"\nGive a mirror holding {names} (--mirror URL, or CALIP3D_MIRROR), or try again later: partial "
-        f"downloads in {folder} are continued."
+        + f"\nGive a mirror holding {names} (`calip3d fetch --mirror URL` or CALIP3D_MIRROR), or try again later: "
+        f"partial downloads in {folder} are continued."
     )
 
 

@@ -13,8 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from calip3d.aggregation import aggregate_views
-from calip3d.attention import combine_terms
+from calip3d.attention import calip_scores
 from calip3d.backbone import CLIPBackbone
 from calip3d.datasets.registry import POINTCLOUD_ZS_TEMPLATE as CLASSIFY_TEMPLATE
 from calip3d.encoding import view_terms
@@ -70,5 +69,5 @@ def classify_clouds(clouds: np.ndarray, config: ClassifyConfig, backbone: CLIPBa
         shape = (len(clouds), projector.num_views)
         terms = view_terms(glob.view(*shape, -1), spatial.view(*shape, *spatial.shape[1:]), text,
                            config.temperature)
-        logits = combine_terms([aggregate_views(t.cpu(), config.view_weights) for t in terms], config.betas)
+        logits = calip_scores([t.cpu() for t in terms], config.betas, config.view_weights)
         return logits.softmax(dim=-1)

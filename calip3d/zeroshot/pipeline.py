@@ -50,7 +50,7 @@ class Prepared:
     distribution: dict[str, Any]
 
 
-def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
+def prepare(config: Any, backbone: CLIPBackbone, projector: Any | None = None) -> Prepared:
     """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms
     (over the ranks of the current session: see `Encoder`)."""
     info = get_dataset(config.dataset)
@@ -58,7 +58,8 @@ def prepare(config: Any, backbone: CLIPBackbone) -> Prepared:
     test = load_split(info.name, root, config.split, config.points)
     if config.limit:
         test = test.subset(np.arange(min(config.limit, len(test))))
-    projector = config.projector.build(backbone.image_size) if info.is_points else None
+    if info.is_points and projector is None:
+        projector = config.projector.build(backbone.image_size)
     encoder = config.encode.encoder(backbone, projector)
     prompts = build_prompts(info.name, test.classnames, config.templates)
     text = backbone.prompt_features(prompts.prompts)
@@ -138,11 +139,11 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
     (`calip3d.distributed.session`) every rank encodes its shards; rank 0 searches and returns the result, the other
     ranks None."""
     info = get_dataset(config.dataset)
-    if info.is_points:  # checked before anything is encoded
-        views = config.projector.build(backbone.image_size).num_views
-        view_weights = resolve_view_weights(config.view_weights, info, views)
+    projector = config.projector.build(backbone.image_size) if info.is_points else None
+    if projector is not None:  # checked before anything is encoded
+        view_weights = resolve_view_weights(config.view_weights, info, projector.num_views)
     chosen = select_methods(config.methods, info)
-    run = prepare(config, backbone)
+    run = prepare(config, backbone, projector)
     tuning_split = "val" if info.has_val_split else ("test" if info.name == "imagenet" else "train")
     tune, oracle = tuning_plan(config.tune.on, config.split, tuning_split)
     tuning, tuning_split_file = None, None
