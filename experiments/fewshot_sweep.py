@@ -63,6 +63,9 @@ def plot(rows: list[dict], path: Path) -> None:
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
                         capsize=3, label=method)
         ax.set_xscale("log", base=2)
+        shots = sorted({r["shots"] for r in rows if r["dataset"] == dataset})
+        ax.set_xticks(shots, [str(k) for k in shots])  # 1, 4, 16 rather than powers of two
+        ax.minorticks_off()
         ax.set_xlabel("shots per class")
         ax.set_ylabel("test top-1 (%)")
         ax.set_title(dataset)

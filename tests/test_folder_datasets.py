@@ -47,15 +47,6 @@ def tiny(tmp_path_factory):
     return write_tiny(tmp_path_factory.mktemp("tinyfolder"), "resnet", seed=2)
 
 
-@pytest.fixture
-def one_thread():
-    """As torchrun's ranks run (OMP_NUM_THREADS=1), so that one process and two ranks share their CPU kernels."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _model(tiny) -> list[str]:
     return ["--backbone", str(tiny[0]), "--pretrained", str(tiny[1]), "--workers", "0"]
 

@@ -109,3 +109,27 @@ def test_an_explicit_row_that_cannot_be_scored_says_why(varied_images, caltech_r
     with pytest.raises(CalipError, match="pointclip.*point-cloud"):
         _eval(varied_images, caltech_root, tmp_path, "y", "--dataset", "caltech101", "--limit", "20",
               "--methods", "pointclip", "--cache-dir", str(tmp_path / "c"))
+
+
+def test_two_ranks_stream_the_same_tda_rows(varied_images, caltech_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    argv = ["--dataset", "caltech101", "--limit", "40", "--tune-limit", "30", "--methods", "clip,tda,calip_tda",
+            "--batch-size", "16", "--stream-seeds", "1,3", "--no-cache"]
+    one = _eval(varied_images, caltech_root, tmp_path, "one", *argv)
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out = tmp_path / "two.json"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "calip3d", "eval", "--backbone", str(varied_images[0]), "--pretrained",
+                           str(varied_images[1]), "--data-root", str(caltech_root), "--workers", "0", "--output",
+                           str(out), *argv], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = json.loads(out.read_text())
+    assert two["provenance"]["world_size"] == 2
+    for name in ("tda", "calip_tda"):
+        assert two[name] == one[name]

@@ -114,15 +114,20 @@ def _split(config: FewShotConfig, data: FewShotData, ranks: Ranks) -> tuple[FewS
 def _shot_tokens(encoder: Encoder, data: FewShotData, split: FewShotSplit, augment: int, seed: int,
                  val_only: bool) -> tuple[Tokens | None, list[Tokens | None], Tokens | None]:
     """(train shots, `augment` augmented copies of them, val shots), never skipping an unreadable shot; only the val
-    shots with `val_only`. In a torchrun job every rank encodes its shards and only rank 0 gets the tokens."""
+    shots with `val_only`. No val shot (every train item of a class is a train shot): empty val tokens. In a
+    torchrun job every rank encodes its shards and only rank 0 gets the tokens."""
     shots = replace(encoder, loading=replace(encoder.loading, skip_bad_files=False))
     val_pool = data.val if split.val_source == "val" else data.train
-    val = shots.tokens(val_pool.subset(split.val), "val shots")
+    val_split = val_pool.subset(split.val)
+    val = shots.tokens(val_split, "val shots") if len(val_split) else None
     if val_only:
         return None, [], val
     train = data.train.subset(split.train)
     copies = [shots.tokens(train.augmented(seed * 1000 + copy), f"augmented copy {copy + 1}") for copy in range(augment)]
-    return shots.tokens(train, "train shots"), copies, val
+    train_tokens = shots.tokens(train, "train shots")
+    if val is None and train_tokens is not None:
+        val = train_tokens.subset([])
+    return train_tokens, copies, val
 
 
 def _score_test(encoder: Encoder, method: FewShotMethod, test: Split, encoded: Tokens | None, has_encoded: bool,
