@@ -25,7 +25,7 @@ from .backbone import CLIPBackbone
 from .cache import FeatureCache, default_cache_dir, fingerprint_fields
 from .distributed import Progress, Ranks, current
 from .errors import CalipError, check_at_least
-from .presets import CALIP_TEMPERATURE
+from .published import CALIP_TEMPERATURE
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # inputs [B, 3, S, S] or [B, V, 3, S, S], labels, indices
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from calip3d.errors import CalipError
-from calip3d.presets import POINTCLIP_RELEASED_PROJECTION
+from calip3d.published import POINTCLIP_RELEASED_PROJECTION
 
 __all__ = [
     "PointCLIPProjector",
@@ -209,7 +209,7 @@ class PointCLIPProjector(_MultiViewProjector):
     (0, -pi/2, pi/2), (0, pi/2, pi/2)); 10 or "fewshot" (mv_utils_fs.py order: the 4 side views, the 4 corner views
     (5pi/4, -+pi/4, pi/2), (7pi/4, -+pi/4, pi/2), then top and bottom); or an explicit list of (x, y, z) Euler angles.
     The released code uses distance 1.6 / resolution 128 for zero-shot and 1.4 / 224 for few-shot (see `zero_shot()`,
-    `few_shot()`); the paper's per-dataset settings are in `calip3d.presets.POINTCLIP_TABLE1_PROJECTION`.
+    `few_shot()`); the paper's per-dataset settings are in `calip3d.published.POINTCLIP_TABLE1_PROJECTION`.
     """
 
     kind = "pointclip"

@@ -1,4 +1,4 @@
-"""A run's results beside the published numbers (`calip3d.presets.PUBLISHED_RESULTS`).
+"""A run's results beside the published numbers (`calip3d.published.PUBLISHED_RESULTS`).
 
 A published number is *comparable* with a run when the run used the same backbone (names normalised: `ViT-B/16`
 = `ViT-B-16`, `RN50-quickgelu` = `RN50`, case ignored) and the same open_clip weights tag (`openai` for every paper
@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .presets import PublishedResult, published_results
+from .published import PublishedResult, published_results
 
 # calip3d method name -> (published method it compares with, few-shot?). Filled by the method registries
 # (`calip3d.zeroshot.register_zero_shot`, `calip3d.fewshot.methods.register_method`) from each method's

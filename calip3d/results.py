@@ -14,7 +14,7 @@ JSON schema `calip3d.eval/1` (written by `eval` and `tune-views`)::
         ...                               # method details: "search" (grid), "tuning_top1", "search_method"
       },
       "methods": [names in table order],
-      "reference": [                      # every published number for this dataset (calip3d.presets), whatever
+      "reference": [                      # every published number for this dataset (calip3d.published), whatever
         {"method", "backbone", "weights", "setting", "value", "source", "note",   # the run's backbone; comparable:
          "comparable": bool}, ...         # same backbone and weights tag as the run (calip3d.reference)
       ],
@@ -110,7 +110,7 @@ class EvalResult:
         return next(m for m in self.methods if m.name == name)
 
     def to_dict(self) -> dict[str, Any]:
-        """The `calip3d.eval/1` JSON object (its `reference` block made from `calip3d.presets` for this run)."""
+        """The `calip3d.eval/1` JSON object (its `reference` block made from `calip3d.published` for this run)."""
         backbone, tag = run_backbone({"provenance": self.provenance})
         return {"schema": SCHEMA, "dataset": self.dataset, "split": self.split, "num_samples": self.num_samples,
                 "num_classes": self.num_classes, **{m.name: m.as_dict() for m in self.methods},

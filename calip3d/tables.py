@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .datasets.registry import DATASETS as REGISTRY
+from .datasets.registry import DATASETS
 from .datasets.registry import dataset_order, get_dataset
 from .errors import CalipError
-from .presets import COOP11_MEAN, PublishedResult
+from .published import COOP11_MEAN, PublishedResult
 from .reference import published_for, run_backbone
 from .results import EVAL_SCHEMA, FEWSHOT_SCHEMAS
 from . import fewshot, zeroshot  # noqa: F401  (their registries say which published method each method compares with)
@@ -309,7 +309,7 @@ def chart_rows(table: Table) -> list[ChartRow]:
 
 def coop_datasets() -> list[str]:
     """The 11 CoOp image datasets (registered image datasets), whose mean the few-shot papers publish."""
-    return [name for name, info in REGISTRY.items() if not info.is_points]
+    return [name for name, info in DATASETS.items() if not info.is_points]
 
 
 def _is_points(dataset: str) -> bool:

@@ -23,9 +23,9 @@ from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.datasets.images import load_image_split
 from calip3d.explain import explain_clouds, explain_images, image_inputs, read_image
 from calip3d.figures import cloud_figure, image_figure, save_figure
-from calip3d.io import load_point_cloud
-from calip3d.pointops import normalize_unit_sphere
-from calip3d.presets import DEFAULT_3D_BETAS, PAPER_BETAS
+from calip3d.cloud_files import load_point_cloud
+from calip3d.point_preprocessing import normalize_unit_sphere
+from calip3d.published import DEFAULT_3D_BETAS, PAPER_BETAS
 from calip3d.projection import make_projector
 
 DOCS = Path(__file__).resolve().parent

@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from calip3d.fetch import transfer
-from calip3d.fetch.sources import DATASETS, Dataset, RemoteFile
+from calip3d.fetch.sources import RELEASES, Dataset, RemoteFile
 
 
 class FileServer:
@@ -139,8 +139,8 @@ def served(server: FileServer, file: RemoteFile, data: bytes | Path, folder: str
 
 def substitute(monkeypatch: pytest.MonkeyPatch, key: str, *files: RemoteFile, **changes: object) -> Dataset:
     """Replace registry entry `key` by one with `files` (and other `changes`) for this test."""
-    entry = replace(DATASETS[key], files=files, **changes)
-    monkeypatch.setitem(DATASETS, key, entry)
+    entry = replace(RELEASES[key], files=files, **changes)
+    monkeypatch.setitem(RELEASES, key, entry)
     return entry
 
 

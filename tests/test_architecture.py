@@ -12,10 +12,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "calip3d"
 
 # Bottom to top, as in the README's layout section. A module may import from its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "atomic", "metrics", "sampling", "pointops", "records", "presets"),
+    ("errors", "atomic", "metrics", "sampling", "point_preprocessing", "records", "published"),
     ("attention", "search", "aggregation"),
     ("projection", "pointnn", "backbone", "cache", "distributed", "encoding"),
-    ("datasets", "io", "prompts", "results", "fetch", "reference"),
+    ("datasets", "cloud_files", "prompts", "results", "fetch", "reference"),
     ("zeroshot", "fewshot", "explain", "figures", "tables"),
     ("cli",),
 ]

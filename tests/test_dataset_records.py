@@ -13,7 +13,7 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from calip3d import presets, tables
+from calip3d import published, tables
 from calip3d.cli.eval import datasets_help
 from calip3d.datasets import get_dataset, load_split
 from calip3d.datasets.images import IMAGE_DATASETS, load_image_split
@@ -21,7 +21,7 @@ from calip3d.datasets.pointclouds import load_point_split
 from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.datasets.registry import LABEL_SETS, dataset_order
 from calip3d.errors import CalipError
-from calip3d.fetch import DATASETS, dataset_status, fetch_dataset, format_listing, list_datasets, resolve_dataset
+from calip3d.fetch import RELEASES, dataset_status, fetch_dataset, format_listing, list_datasets, resolve_dataset
 from calip3d.fetch.readme import HEADER, sources_table
 from calip3d.records import IMAGES, POINTS, RECORDS, LiveView, RemoteFile, TipAdapterRelease, records, unpack
 from calip3d.records.coop import coop_json
@@ -74,18 +74,18 @@ def test_every_per_dataset_table_is_a_view_of_the_records():
         assert (info.kind, info.title, info.template, info.aliases, info.classnames, info.presets_key) == (
             record.kind, record.title, record.template, record.aliases, record.classnames, record.presets_key)
         assert info.has_val_split is record.val_split and record.name in datasets_help()
-        assert presets.PAPER_BETAS.get(record.name) == record.betas == info.paper_betas
-        assert presets.TIP_ADAPTER_RELEASED.get(record.name) == record.tip_adapter
-        assert all(DATASETS[release.key] is release for release in record.releases)
+        assert published.PAPER_BETAS.get(record.name) == record.betas == info.paper_betas
+        assert published.TIP_ADAPTER_RELEASED.get(record.name) == record.tip_adapter
+        assert all(RELEASES[release.key] is release for release in record.releases)
         if record.kind == IMAGES:
             assert IMAGE_DATASETS[record.name].folder == record.image.folder == record.releases[0].folder
             assert resolve_dataset(record.name) is record.releases[0]
         else:
             assert info.formats == record.points.formats == tuple(r.fmt for r in record.releases)
             assert LABEL_SETS[record.presets_key] == record.classnames
-            assert presets.POINTCLIP_TABLE1_VIEW_WEIGHTS[record.presets_key] == record.view_weights
-            assert presets.POINTCLIP_TABLE1_PROJECTION[record.presets_key] == record.projection == info.table1_projection
-    assert list(DATASETS) == ["modelnet40", "modelnet40_normal_resampled", "scanobjectnn"] + [
+            assert published.POINTCLIP_TABLE1_VIEW_WEIGHTS[record.presets_key] == record.view_weights
+            assert published.POINTCLIP_TABLE1_PROJECTION[record.presets_key] == record.projection == info.table1_projection
+    assert list(RELEASES) == ["modelnet40", "modelnet40_normal_resampled", "scanobjectnn"] + [
         r.name for r in records(IMAGES)]  # fetch --list: the point-cloud releases first
     assert [r.name for r in records() if r.val_split] == [r.name for r in records(IMAGES) if r.name != "imagenet"]
 
@@ -102,8 +102,8 @@ def test_a_new_coop_dataset_needs_only_its_record(toy, tmp_path, server):
     status and listing, the README table, and a fetch from a mirror."""
     info = get_dataset("Toys")
     assert info.name == "toy_birds" and info.kind == IMAGES and info.has_val_split
-    assert info.default_betas == ((0.7, 0.03), presets.PAPER_BETAS_SOURCE) and info.beta_search_range == (2.0, 0.1)
-    assert presets.TIP_ADAPTER_RELEASED["toy_birds"] == toy.tip_adapter
+    assert info.default_betas == ((0.7, 0.03), published.PAPER_BETAS_SOURCE) and info.beta_search_range == (2.0, 0.1)
+    assert published.TIP_ADAPTER_RELEASED["toy_birds"] == toy.tip_adapter
     assert "ucf101, toy_birds; 3D:" in datasets_help()
     assert dataset_order().index("toy_birds") == dataset_order().index("ucf101") + 1 < dataset_order().index(
         "modelnet40")
@@ -167,7 +167,7 @@ def test_a_release_missing_from_a_format_or_a_record_name_is_a_calip_error(monke
     monkeypatch.delitem(RECORDS, "dtd")
     with pytest.raises(CalipError, match="unknown image dataset 'dtd'"):
         load_image_split("dtd", "/nowhere")
-    assert "dtd" not in DATASETS and "dtd" not in IMAGE_DATASETS and "dtd" not in presets.PAPER_BETAS
+    assert "dtd" not in RELEASES and "dtd" not in IMAGE_DATASETS and "dtd" not in published.PAPER_BETAS
 
 
 def test_betas_of_a_dataset_without_published_ones_are_labelled_by_kind(monkeypatch):

@@ -15,8 +15,8 @@ from calip3d.errors import CalipError
 from calip3d.explain import (
     NPZ_KEYS, explain_clouds, explain_images, image_inputs, is_image_file, load_maps, read_image,
 )
-from calip3d.io import load_point_cloud
-from calip3d.pointops import normalize_unit_sphere
+from calip3d.cloud_files import load_point_cloud
+from calip3d.point_preprocessing import normalize_unit_sphere
 from calip3d.projection import make_projector
 
 BETAS = (1.0, 1.12, 0.02)

@@ -15,7 +15,7 @@ import pytest
 from calip3d.cli.eval import main as eval_main
 from calip3d.cli.fetch import main as fetch_main
 from calip3d.cli.fewshot import main as fewshot_main
-from calip3d.fetch import DATASETS
+from calip3d.fetch import RELEASES
 from calip3d.fetch.manifest import MANIFEST_NAME
 from fetch_helpers import served, sha256, substitute
 from tiny_models import write_tiny
@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture
 def h5_served(server, h5_zip, monkeypatch):
-    return substitute(monkeypatch, "modelnet40", served(server, DATASETS["modelnet40"].files[0], h5_zip,
+    return substitute(monkeypatch, "modelnet40", served(server, RELEASES["modelnet40"].files[0], h5_zip,
                                                         checksum=False))
 
 

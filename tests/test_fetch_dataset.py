@@ -12,7 +12,7 @@ from calip3d.datasets.images import load_image_split
 from calip3d.datasets.pointclouds import load_point_split
 from calip3d.errors import CalipError
 from calip3d.fetch import (
-    DATASETS,
+    RELEASES,
     dataset_provenance,
     dataset_status,
     ensure_dataset,
@@ -37,7 +37,7 @@ def root(tmp_path):
 @pytest.fixture
 def h5_served(server, h5_zip, monkeypatch):
     """modelnet40 served from the test server (registry URL replaced; no checksum, as for the real zip)."""
-    return substitute(monkeypatch, "modelnet40", served(server, DATASETS["modelnet40"].files[0], h5_zip,
+    return substitute(monkeypatch, "modelnet40", served(server, RELEASES["modelnet40"].files[0], h5_zip,
                                                         checksum=False))
 
 
@@ -77,7 +77,7 @@ def test_second_fetch_downloads_nothing(h5_served, server, root):
 
 
 def test_cut_download_resumes_with_range_inside_a_fetch(server, h5_zip, root, monkeypatch):
-    file = served(server, DATASETS["modelnet40"].files[0], h5_zip, size=True)
+    file = served(server, RELEASES["modelnet40"].files[0], h5_zip, size=True)
     substitute(monkeypatch, "modelnet40", file)
     server.cut[f"a/{H5_ZIP}"] = 1
     report = fetch("modelnet40", root, mirrors=())
@@ -88,7 +88,7 @@ def test_cut_download_resumes_with_range_inside_a_fetch(server, h5_zip, root, mo
 
 def test_caltech101_nested_archive_and_split_from_a_mirror(server, caltech_release, root, monkeypatch):
     archive, split = caltech_release
-    zip_file, split_file = DATASETS["caltech101"].files
+    zip_file, split_file = RELEASES["caltech101"].files
     substitute(monkeypatch, "caltech101", served(server, zip_file, archive), split_file)  # split: Drive id kept
     server.put(f"mirror/{split_file.name}", split)
     report = fetch("Caltech-101", root, mirrors=[server.url("mirror")])
@@ -107,7 +107,7 @@ def test_caltech101_nested_archive_and_split_from_a_mirror(server, caltech_relea
 
 
 def test_resampled_alternative_when_the_zip_is_gone(server, resampled_tar, root, monkeypatch):
-    entry = DATASETS["modelnet40_normal_resampled"]
+    entry = RELEASES["modelnet40_normal_resampled"]
     primary = entry.files[0]
     alternative = served(server, primary.alternative, resampled_tar, size=True)
     gone = replace(primary, urls=(server.url(f"gone/{primary.name}"),), alternative=alternative)
@@ -120,7 +120,7 @@ def test_resampled_alternative_when_the_zip_is_gone(server, resampled_tar, root,
 
 
 def test_checksum_mismatch_extracts_nothing(server, h5_zip, root, monkeypatch):
-    file = served(server, DATASETS["modelnet40"].files[0], h5_zip)
+    file = served(server, RELEASES["modelnet40"].files[0], h5_zip)
     substitute(monkeypatch, "modelnet40", replace(file, checksum="sha256:" + "0" * 64))
     with pytest.raises(CalipError) as info:
         fetch("modelnet40", root, mirrors=())
@@ -132,7 +132,7 @@ def test_checksum_mismatch_extracts_nothing(server, h5_zip, root, monkeypatch):
 @pytest.mark.parametrize("bad", ["../evil.txt", "/tmp/calip3d-fetch-evil.txt"])
 def test_unsafe_archive_is_refused_and_nothing_is_written_outside(server, h5_release, root, monkeypatch, bad):
     data = zip_bytes({**h5_release, bad: b"evil"})
-    substitute(monkeypatch, "modelnet40", served(server, DATASETS["modelnet40"].files[0], data))
+    substitute(monkeypatch, "modelnet40", served(server, RELEASES["modelnet40"].files[0], data))
     with pytest.raises(CalipError, match="refused the archive modelnet40_ply_hdf5_2048.zip"):
         fetch("modelnet40", root, mirrors=())
     assert tree(root.parent) == ["data"] + [f"data/{p}" for p in tree(root)]  # the parent holds only the root
@@ -142,7 +142,7 @@ def test_unsafe_archive_is_refused_and_nothing_is_written_outside(server, h5_rel
 
 def test_failed_layout_check_moves_nothing_into_place(server, h5_release, root, monkeypatch):
     members = {k: v for k, v in h5_release.items() if not k.endswith("ply_data_test0.h5")}
-    substitute(monkeypatch, "modelnet40", served(server, DATASETS["modelnet40"].files[0], zip_bytes(members)))
+    substitute(monkeypatch, "modelnet40", served(server, RELEASES["modelnet40"].files[0], zip_bytes(members)))
     with pytest.raises(CalipError, match=r"(?s)do not make a usable dataset, so nothing was put in place.*ply_data_test0"):
         fetch("modelnet40", root, mirrors=())
     assert not (root / "modelnet40_ply_hdf5_2048").exists() and leftovers(root) == []
@@ -183,7 +183,7 @@ def test_mirror_only_datasets_need_a_mirror_and_a_checksum(server, caltech_relea
     with pytest.raises(CalipError, match=r"(?s)Stanford Cars is not under the data root.*--mirror URL"):
         fetch("stanford_cars", root, mirrors=())
     archive, split = caltech_release
-    zip_file, split_file = DATASETS["caltech101"].files
+    zip_file, split_file = RELEASES["caltech101"].files
     served_zip = served(server, zip_file, archive, folder="mirror")
     substitute(monkeypatch, "caltech101", replace(served_zip, urls=()), served(server, split_file, split),
                access="mirror")
@@ -246,6 +246,6 @@ def test_status_and_listing(h5_served, root):
     text = format_listing(listing, root)
     assert f"modelnet40: present  (ModelNet40 (h5, 2048 points), ~435 MB) -> {root}/modelnet40_ply_hdf5_2048" in text
     assert "modelnet40 --format resampled, modelnet10: missing" in text
-    for entry in DATASETS.values():
+    for entry in RELEASES.values():
         for file in entry.files:
             assert file.name in text and (file.checksum or "no published checksum") in text

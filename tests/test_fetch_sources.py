@@ -12,12 +12,12 @@ import pytest
 from calip3d.datasets.images import IMAGE_DATASETS
 from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.errors import CalipError
-from calip3d.fetch import DATASETS, default_data_root, mirrors_from_env, offline, resolve_dataset
+from calip3d.fetch import RELEASES, default_data_root, mirrors_from_env, offline, resolve_dataset
 from calip3d.fetch.download import source_urls
 from calip3d.fetch.verify import parse_checksum
 from conftest import REPO, SHARED_DATA
 
-ALL_FILES = [(entry, choice) for entry in DATASETS.values() for file in entry.files for choice in file.choices()]
+ALL_FILES = [(entry, choice) for entry in RELEASES.values() for file in entry.files for choice in file.choices()]
 
 
 def facts_of(file) -> list[str]:
@@ -87,7 +87,7 @@ def test_install_rules_stay_inside_the_dataset_folder():
 
 
 def test_mirror_only_files_are_checksummed_and_have_no_official_url():
-    mirror_only = [entry for entry in DATASETS.values() if entry.access == "mirror"]
+    mirror_only = [entry for entry in RELEASES.values() if entry.access == "mirror"]
     assert sorted(entry.key for entry in mirror_only) == ["stanford_cars", "sun397"]
     for entry in mirror_only:
         assert "--mirror" in entry.instructions

@@ -17,7 +17,7 @@ from calip3d.encoding import EncodeConfig
 from calip3d.fewshot import pipeline
 from calip3d.fewshot.methods import METHODS, flat_global, flat_text
 from calip3d.fewshot.protocol import draw_split
-from calip3d.presets import TIP_ADAPTER_RELEASED
+from calip3d.published import TIP_ADAPTER_RELEASED
 from calip3d.projection import ProjectorConfig
 
 
@@ -363,7 +363,7 @@ def test_draws_are_seeded_cover_trailing_empty_classes_and_pin_the_val_items(tmp
 
 def test_split_records_what_it_was_drawn_from_and_applies_the_short_class_rule_to_val(tmp_path):
     from calip3d.errors import CalipError
-    from calip3d.fewshot.protocol import digest_ids, load_split
+    from calip3d.fewshot.protocol import digest_ids, read_split_file
 
     labels = np.array([0] * 6 + [1] * 5 + [2] * 2)  # class 2: 2 train items, fewer than K = 4
     names, ids = ["a", "b", "c"], [f"t{i}" for i in range(13)]
@@ -388,7 +388,7 @@ def test_split_records_what_it_was_drawn_from_and_applies_the_short_class_rule_t
     broken.write_text("{not json")
     with pytest.raises(CalipError, match="cannot read few-shot split file .*; delete it or choose another "
                                          "FewShotConfig.split_dir"):
-        load_split(broken, split)
+        read_split_file(broken, split)
 
 
 def test_selection_labels_say_how_where_why_and_oracle():

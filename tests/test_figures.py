@@ -14,8 +14,8 @@ from PIL import Image
 from calip3d.datasets.registry import MODELNET40_CLASSES
 from calip3d.explain import explain_clouds, explain_images, image_inputs, read_image
 from calip3d.figures import cloud_figure, image_figure, results_bar_chart, save_figure
-from calip3d.io import load_point_cloud
-from calip3d.pointops import normalize_unit_sphere
+from calip3d.cloud_files import load_point_cloud
+from calip3d.point_preprocessing import normalize_unit_sphere
 from calip3d.projection import make_projector
 from calip3d.tables import ChartRow
 

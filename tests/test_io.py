@@ -12,8 +12,8 @@ import open3d as o3d
 import pytest
 
 from calip3d.errors import CalipError
-from calip3d.io import load_point_cloud, read_text_array
-from calip3d.pointops import sample_points
+from calip3d.cloud_files import load_point_cloud, read_text_array
+from calip3d.point_preprocessing import sample_points
 
 CUBE_VERTICES = np.array([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)], dtype=float)
 CUBE_FACES = np.array(  # two triangles per side, indices into CUBE_VERTICES (bit 0 = x, bit 1 = y, bit 2 = z)

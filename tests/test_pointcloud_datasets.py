@@ -12,7 +12,7 @@ import pytest
 from calip3d.datasets.pointclouds import load_point_split
 from calip3d.datasets.registry import DATASETS as POINT_DATASETS, SCANOBJECTNN_CLASSES
 from calip3d.errors import CalipError
-from calip3d.pointops import farthest_point_indices, normalize_unit_sphere, sample_points, to_y_up
+from calip3d.point_preprocessing import farthest_point_indices, normalize_unit_sphere, sample_points, to_y_up
 
 
 def pc_normalize(cloud: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from calip3d.errors import CalipError
-from calip3d.presets import POINTCLIP_TABLE1_PROJECTION as PAPER_SETTINGS
+from calip3d.published import POINTCLIP_TABLE1_PROJECTION as PAPER_SETTINGS
 from calip3d.projection import (PointCLIPProjector, RealisticProjector, euler_to_matrix,
                                 make_projector)
 

@@ -12,7 +12,7 @@ import pytest
 from calip3d.datasets.images import IMAGE_DATASETS
 from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.errors import CalipError
-from calip3d.presets import COOP11_MEAN, PUBLISHED_RESULTS, published_results
+from calip3d.published import COOP11_MEAN, PUBLISHED_RESULTS, published_results
 from calip3d.reference import normalise_backbone, paper_column, reference_block
 from calip3d.tables import chart_rows, merge_results, render, to_csv, to_markdown
 

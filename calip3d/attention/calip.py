@@ -18,7 +18,7 @@ from typing import Sequence
 import torch
 
 from calip3d.aggregation import aggregate_views
-from calip3d.presets import CALIP_TEMPERATURE, DEFAULT_BETAS, LOGIT_SCALE
+from calip3d.published import CALIP_TEMPERATURE, DEFAULT_BETAS, LOGIT_SCALE
 
 CALIP_DEFAULT_TEMPERATURE = CALIP_TEMPERATURE
 _CHUNK_ELEMENTS = 1 << 24  # bound on B*N*max(K, D) elements per chunk (64 MiB of float32)

@@ -32,7 +32,7 @@ from torch import nn
 
 from calip3d.aggregation import aggregate_views
 from calip3d.errors import CalipError
-from calip3d.presets import DEFAULT_BETAS, LOGIT_SCALE
+from calip3d.published import DEFAULT_BETAS, LOGIT_SCALE
 
 from .calip import CALIP_DEFAULT_TEMPERATURE
 

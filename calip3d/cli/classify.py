@@ -15,7 +15,7 @@ from typing import Sequence
 
 from calip3d.datasets import LABEL_SETS
 from calip3d.errors import CalipError, run_cli
-from calip3d.presets import DEFAULT_BETAS
+from calip3d.published import DEFAULT_BETAS
 from calip3d.results import write_json
 from calip3d.zeroshot import ClassifyConfig, classify_clouds, load_clouds
 

@@ -23,7 +23,7 @@ from calip3d.distributed import DEFAULT_TIMEOUT, Ranks, session
 from calip3d.encoding import EncodeConfig, default_workers
 from calip3d.errors import CalipError, check_at_least
 from calip3d.fetch import data_root, ensure_dataset
-from calip3d.presets import CALIP_TEMPERATURE
+from calip3d.published import CALIP_TEMPERATURE
 from calip3d.projection import PROJECTORS, ProjectorConfig
 
 T = TypeVar("T")

@@ -23,7 +23,7 @@ from calip3d.datasets.registry import POINTCLOUD_ZS_TEMPLATE
 from calip3d.errors import CalipError, run_cli
 from calip3d.explain import Explanation, explain_clouds, explain_images, image_inputs, is_image_file, read_image
 from calip3d.figures import cloud_figure, image_figure, save_figure
-from calip3d.presets import DEFAULT_BETAS
+from calip3d.published import DEFAULT_BETAS
 from calip3d.prompts import from_templates, validate_template
 from calip3d.zeroshot import ClassifyConfig, load_clouds
 

@@ -38,11 +38,12 @@ import numpy as np
 from tqdm import tqdm
 
 from calip3d.errors import CalipError
-from calip3d.io import load_point_cloud
-from calip3d.pointops import check_sampling_method, check_up_axis, normalize_unit_sphere, sample_points
+from calip3d.cloud_files import load_point_cloud
+from calip3d.point_preprocessing import check_sampling_method, check_up_axis, normalize_unit_sphere, sample_points
 
 from .folder_layout import (
-    CLASSNAMES_FILE, CLOUD_EXTS, FOLDER_PREFIX, IMAGE_EXTS, IMAGES, POINTS, SPLITS, FolderFile, FolderScan, scan_folder,
+    CLASSNAMES_FILE, CLOUD_EXTS, FOLDER_PREFIX, FOLDER_SPLITS, IMAGE_EXTS, IMAGES, POINTS, FolderFile, FolderScan,
+    scan_folder,
 )
 from .images import ImageSplit
 from .pointclouds import PointSettings, PointSplit
@@ -50,7 +51,7 @@ from .pointclouds import PointSettings, PointSplit
 MESH_SAMPLES = 10000  # points sampled on a mesh's surface before `sample_points` (classify's default)
 FOLDER_FORMAT = "folder"  # `settings["format"]` of a folder's point-cloud split
 _PROGRESS_FILES = 100
-__all__ = ["CLASSNAMES_FILE", "CLOUD_EXTS", "FOLDER_FORMAT", "IMAGE_EXTS", "MESH_SAMPLES", "SPLITS", "FolderFile",
+__all__ = ["CLASSNAMES_FILE", "CLOUD_EXTS", "FOLDER_FORMAT", "IMAGE_EXTS", "MESH_SAMPLES", "FOLDER_SPLITS", "FolderFile",
            "FolderImageSplit", "FolderPointSettings", "FolderPointSplit", "FolderScan", "files_digest",
            "folder_provenance", "load_folder_split", "scan_folder"]
 
@@ -74,7 +75,7 @@ def _missing_split(scan: FolderScan, split: str) -> CalipError:
                  f"split: put the {split} items in {os.path.join(scan.root, split)}/<class>/<file> and the test "
                  f"items in {os.path.join(scan.root, 'test')}/<class>/<file>")
     else:
-        found = ", ".join(s for s in SPLITS if s in scan.files)
+        found = ", ".join(s for s in FOLDER_SPLITS if s in scan.files)
         where = f"{scan.root} has no {split} split (it has: {found}): add {os.path.join(scan.root, split)}/<class>/<file>"
     if split == "train":
         where += (". Few-shot training and tuning (betas, view weights) draw from the train split; without one, "
@@ -190,8 +191,8 @@ def load_folder_split(name: str, split: str = "test", points: PointSettings = Po
     """One split of the folder dataset `name` (`folder:PATH` or a path): a `FolderImageSplit` (images are read when
     encoded) or a `FolderPointSplit` read now with `points` (a `FolderPointSettings` with `skip_bad_files` leaves out
     unreadable clouds). See the module docstring for the layout and the errors."""
-    if split not in SPLITS:
-        raise CalipError(f"unknown split {split!r}; expected one of: {', '.join(SPLITS)}")
+    if split not in FOLDER_SPLITS:
+        raise CalipError(f"unknown split {split!r}; expected one of: {', '.join(FOLDER_SPLITS)}")
     scan = scan_folder(name[len(FOLDER_PREFIX):] if name.startswith(FOLDER_PREFIX) else name)
     if split not in scan.files:
         raise _missing_split(scan, split)

@@ -12,7 +12,7 @@ from calip3d.errors import CalipError
 
 IMAGES, POINTS = "images", "points"  # the kinds, as `calip3d.datasets.registry` names them
 FOLDER_PREFIX = "folder:"  # --dataset folder:PATH
-SPLITS = ("train", "val", "test")
+FOLDER_SPLITS = ("train", "val", "test")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CLOUD_EXTS = (".ply", ".pcd", ".xyz", ".pts", ".txt", ".npy", ".npz", ".off", ".obj", ".stl")
 CLASSNAMES_FILE = "classnames.txt"
@@ -127,9 +127,9 @@ def scan_folder(path: str) -> FolderScan:
         raise CalipError(f"folder dataset {root}: no such folder (expected {_LAYOUT})")
     top = _listdir(root)
     dirs = [e.name for e in top if e.is_dir()]
-    splits = [s for s in SPLITS if s in dirs]
+    splits = [s for s in FOLDER_SPLITS if s in dirs]
     if splits and len(splits) != len(dirs):
-        others = [d for d in dirs if d not in SPLITS]
+        others = [d for d in dirs if d not in FOLDER_SPLITS]
         raise CalipError(f"{root} has split folders ({', '.join(splits)}) and other folders ({', '.join(others[:5])}"
                          f"{' ...' if len(others) > 5 else ''}): with splits, every folder under it is a split "
                          f"(train, val, test) holding class folders (expected {_LAYOUT})")

@@ -38,7 +38,7 @@ from calip3d.records import DatasetRecord, ImageLayout, dataset_record, view
 
 from .registry import IMAGES, get_dataset
 
-SPLITS = ("train", "val", "test")
+COOP_SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -190,11 +190,11 @@ def _read_coop_json(spec: ImageDatasetSpec, root: str, folder: str, split: str) 
             data = json.load(fh)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CalipError(f"cannot read split file {split_path}: {err}") from err
-    if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in SPLITS):
+    if not isinstance(data, dict) or not all(isinstance(data.get(s), list) for s in COOP_SPLITS):
         raise CalipError(f"{split_path}: expected a JSON object with lists 'train', 'val' and 'test' "
                          "(CoOp format)")
-    parsed = {s: [_parse_entry(e, split_path, s, i) for i, e in enumerate(data[s])] for s in SPLITS}
-    pairs = [(label, spec.classname_map.get(cname, cname)) for s in SPLITS for _, label, cname in parsed[s]]
+    parsed = {s: [_parse_entry(e, split_path, s, i) for i, e in enumerate(data[s])] for s in COOP_SPLITS}
+    pairs = [(label, spec.classname_map.get(cname, cname)) for s in COOP_SPLITS for _, label, cname in parsed[s]]
     classnames = _classnames_from_labels(pairs, split_path)
     items = [(os.path.join(image_dir, rel), label) for rel, label, _ in parsed[split]]
     return classnames, items, split_path
@@ -271,8 +271,8 @@ def load_image_split(name: str, data_root: str | os.PathLike, split: str = "test
     image is absent.
     """
     spec = ImageDatasetSpec.of(dataset_record(resolve_image_dataset(name)))
-    if split not in SPLITS:
-        raise CalipError(f"unknown split '{split}' for {spec.name}; expected one of: {', '.join(SPLITS)}")
+    if split not in COOP_SPLITS:
+        raise CalipError(f"unknown split '{split}' for {spec.name}; expected one of: {', '.join(COOP_SPLITS)}")
     root = os.path.abspath(os.path.expanduser(os.fspath(data_root)))
     folder = os.path.join(root, spec.folder)
     _need_dir(spec, root, folder, "dataset folder")

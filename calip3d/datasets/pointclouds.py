@@ -30,8 +30,8 @@ from tqdm import tqdm
 from calip3d.cache import fingerprint_fields
 from calip3d.encoding import Batch, Loading, point_batches
 from calip3d.errors import CalipError
-from calip3d.io import check_points, read_text_array
-from calip3d.pointops import (
+from calip3d.cloud_files import check_points, read_text_array
+from calip3d.point_preprocessing import (
     augment_points,
     check_sampling_method,
     check_up_axis,
@@ -47,7 +47,7 @@ from calip3d.records.points import RESAMPLED_LAYOUT as _RESAMPLED_LAYOUT
 
 from .registry import POINTS, get_dataset
 
-SPLITS = ("train", "test")
+POINT_SPLITS = ("train", "test")
 FORMATS = ("h5", "resampled")
 
 _PROGRESS_FILES = 100  # show a progress bar when reading at least this many shape files
@@ -270,8 +270,8 @@ def load_point_split(
     resampled txt files are parsed only up to their first num_points rows.
     """
     name = get_dataset(name, POINTS).name
-    if split not in SPLITS:
-        raise CalipError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if split not in POINT_SPLITS:
+        raise CalipError(f"unknown split {split!r}; expected one of {', '.join(POINT_SPLITS)}")
     check_sampling_method(sampling)
     check_up_axis(up_axis)
     if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from calip3d.errors import CalipError
-from calip3d.presets import (
+from calip3d.published import (
     DEFAULT_2D_BETAS_SOURCE, DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE, PAPER_BETAS, PAPER_BETAS_SOURCE,
     POINTCLIP_TABLE1_PROJECTION, POINTCLIP_TABLE1_VIEW_WEIGHTS, beta_search_range,
 )
@@ -23,7 +23,7 @@ from calip3d.records.points import (  # noqa: F401  (re-exported: imported from 
     MODELNET10_CLASSES, MODELNET40_CLASSES, POINTCLOUD_FS_TEMPLATE, SCANOBJECTNN_CLASSES,
 )
 
-from .folder_layout import FOLDER_PREFIX, SPLITS, scan_folder
+from .folder_layout import FOLDER_PREFIX, FOLDER_SPLITS, scan_folder
 
 FOLDER_IMAGE_TEMPLATE = "a photo of a {}."  # a folder of images (CoOp's generic template)
 
@@ -175,7 +175,8 @@ def folder_info(path: str) -> DatasetInfo:
     scan = scan_folder(path)
     return DatasetInfo(name=scan.name, kind=scan.kind, title=os.path.basename(scan.root) or scan.root,
                        template=FOLDER_IMAGE_TEMPLATE if scan.kind == IMAGES else POINTCLOUD_ZS_TEMPLATE,
-                       classnames=scan.classnames, folder=scan.root, splits=tuple(s for s in SPLITS if s in scan.files))
+                       classnames=scan.classnames, folder=scan.root,
+                       splits=tuple(s for s in FOLDER_SPLITS if s in scan.files))
 
 
 def get_dataset(name: str, kind: str | None = None) -> DatasetInfo:

@@ -10,13 +10,13 @@ resume), `download` (one file: mirrors, URLs, Drive, alternatives), `verify` (ch
 
 from .catalog import LayoutCheck, dataset_names, default_layout_check, resolve_dataset
 from .env import DATA_ENV, MIRROR_ENV, OFFLINE_ENV, data_root, default_data_root, mirrors_from_env, offline
-from .fetch import FetchReport, ensure_dataset, fetch_dataset
+from .dataset_fetch import FetchReport, ensure_dataset, fetch_dataset
 from .manifest import FileRecord
-from .sources import DATASETS, Dataset, RemoteFile
+from .sources import RELEASES, Dataset, RemoteFile
 from .status import STATUSES, DatasetListing, dataset_provenance, dataset_status, format_listing, list_datasets
 
 __all__ = [
-    "DATASETS", "DATA_ENV", "MIRROR_ENV", "OFFLINE_ENV", "STATUSES", "Dataset", "DatasetListing", "FetchReport",
+    "RELEASES", "DATA_ENV", "MIRROR_ENV", "OFFLINE_ENV", "STATUSES", "Dataset", "DatasetListing", "FetchReport",
     "FileRecord", "LayoutCheck", "RemoteFile", "data_root", "dataset_names", "dataset_provenance", "dataset_status",
     "default_data_root", "default_layout_check", "ensure_dataset", "fetch_dataset", "format_listing",
     "list_datasets", "mirrors_from_env", "offline", "resolve_dataset",

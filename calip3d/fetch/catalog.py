@@ -7,20 +7,20 @@ from typing import Callable, Sequence
 
 from calip3d.datasets.images import load_image_split
 from calip3d.datasets.pointclouds import load_point_split
-from calip3d.datasets.registry import DATASETS as REGISTRY
+from calip3d.datasets.registry import DATASETS
 from calip3d.datasets.registry import get_dataset, is_folder_dataset
 from calip3d.errors import CalipError
 from calip3d.records import dataset_record
 
-from .sources import DATASETS, Dataset
+from .sources import RELEASES, Dataset
 
 LayoutCheck = Callable[[Path], object]  # raises CalipError when the dataset under the given root is not usable
 
 
 def dataset_names() -> list[str]:
     """Every name `resolve_dataset` takes, besides the registry's aliases."""
-    names = [d.name for d in REGISTRY.values() if d.is_points] + [d.name for d in REGISTRY.values() if not d.is_points]
-    return names + [key for key in DATASETS if key not in names]
+    names = [d.name for d in DATASETS.values() if d.is_points] + [d.name for d in DATASETS.values() if not d.is_points]
+    return names + [key for key in RELEASES if key not in names]
 
 
 def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
@@ -30,15 +30,15 @@ def resolve_dataset(name: str, fmt: str | None = None) -> Dataset:
     `modelnet40_normal_resampled`, which `modelnet10` also reads; the `scanobjectnn-*` variants share one release;
     image datasets accept their aliases (`Caltech-101`, `flowers102`, ...).
     """
-    if name not in DATASETS and is_folder_dataset(name):
+    if name not in RELEASES and is_folder_dataset(name):
         raise CalipError(f"{name} is a folder of your own files: there is nothing to fetch")
     try:
         info = get_dataset(name)
     except CalipError:
-        if name not in DATASETS:
+        if name not in RELEASES:
             raise CalipError(f"unknown dataset {name!r}; expected one of: {', '.join(dataset_names())}") from None
         info = None
-    entry = DATASETS[name] if info is None else _release_of(info.name, fmt)
+    entry = RELEASES[name] if info is None else _release_of(info.name, fmt)
     if fmt is not None and fmt != entry.fmt:
         raise CalipError(f"PointSettings.format {fmt!r} does not apply to {entry.key}")
     return entry
@@ -59,7 +59,7 @@ def _release_of(name: str, fmt: str | None) -> Dataset:
         if not releases:
             raise CalipError(f"{name}: its dataset record (calip3d.records) has no files to fetch for "
                              f"PointSettings.format {chosen!r}")
-    entry = DATASETS.get(releases[0].key)
+    entry = RELEASES.get(releases[0].key)
     if entry is None:
         raise CalipError(f"{name}: its release {releases[0].key} is not among the fetch sources")
     return entry

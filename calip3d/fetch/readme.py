@@ -5,7 +5,7 @@ that the README holds exactly this table."""
 from __future__ import annotations
 
 from .download import source_urls
-from .sources import DATASETS, Dataset, RemoteFile
+from .sources import RELEASES, Dataset, RemoteFile
 from .status import command_names
 
 HEADER = ("| dataset | file | bytes | checksum | sources, in order |", "|---|---|---:|---|---|")
@@ -14,7 +14,7 @@ HEADER = ("| dataset | file | bytes | checksum | sources, in order |", "|---|---
 def sources_table() -> str:
     """The Markdown table: one row per file and alternative of each release, in the order of `fetch --list`."""
     lines = list(HEADER)
-    for entry in DATASETS.values():
+    for entry in RELEASES.values():
         names = ", ".join(f"`{name}`" for name in command_names(entry))
         for file in entry.files:
             for n, choice in enumerate(file.choices()):

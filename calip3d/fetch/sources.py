@@ -5,7 +5,7 @@ the point-cloud releases first (ModelNet40's h5 and resampled releases, ScanObje
 datasets', in the records' order. Facts (URLs in order of preference, byte counts, checksums) are those of
 `data_sources.md` (November 2026); the layout each dataset must end up in is the loaders' (`calip3d.datasets`).
 
-Tests substitute entries with `monkeypatch.setitem(DATASETS, key, dataclasses.replace(entry, files=...))`.
+Tests substitute entries with `monkeypatch.setitem(RELEASES, key, dataclasses.replace(entry, files=...))`.
 """
 
 from __future__ import annotations
@@ -28,4 +28,4 @@ def _releases(records: tuple[DatasetRecord, ...]) -> dict[str, Release]:
     return found
 
 
-DATASETS: MutableMapping[str, Dataset] = view(_releases)
+RELEASES: MutableMapping[str, Dataset] = view(_releases)

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from calip3d.datasets.folder import folder_provenance
-from calip3d.datasets.registry import DATASETS as REGISTRY
+from calip3d.datasets.registry import DATASETS
 from calip3d.datasets.registry import is_folder_dataset
 
 from .catalog import LayoutCheck, default_layout_check, layout_problem, resolve_dataset
 from .download import source_urls
 from .env import data_root
 from .manifest import Manifest
-from .sources import DATASETS, Dataset, RemoteFile
+from .sources import RELEASES, Dataset, RemoteFile
 
 STATUSES = ("present", "missing", "manual only")
 
@@ -48,7 +48,7 @@ def list_datasets(root: str | os.PathLike | None = None) -> list[DatasetListing]
     """Every registry entry with its status under `root` (None = the default data root)."""
     root = data_root(root)
     return [DatasetListing(entry, command_names(entry), _status(entry, default_layout_check(entry), root),
-                           size_text(entry)) for entry in DATASETS.values()]
+                           size_text(entry)) for entry in RELEASES.values()]
 
 
 def format_listing(listings: Sequence[DatasetListing], root: str | os.PathLike | None = None) -> str:
@@ -75,7 +75,7 @@ def dataset_provenance(name: str, root: str | os.PathLike | None = None, fmt: st
     size, sha256, the published checksum it matched or None, URL) and when it was installed. A folder dataset
     (`folder:PATH`, never fetched) gives its folder, classes and a digest of its file list instead
     (`calip3d.datasets.folder.folder_provenance`)."""
-    if name not in DATASETS and is_folder_dataset(name):
+    if name not in RELEASES and is_folder_dataset(name):
         return folder_provenance(name)
     entry = resolve_dataset(name, fmt)
     root = data_root(root)
@@ -92,7 +92,7 @@ def command_names(entry: Dataset) -> tuple[str, ...]:
     """The dataset names the commands take for `entry` (with `--format` where it is not the default)."""
     names = []
     for name in entry.loaders:
-        formats = REGISTRY[name].formats if name in REGISTRY else ()
+        formats = DATASETS[name].formats if name in DATASETS else ()
         names.append(f"{name} --format {entry.fmt}" if len(formats) > 1 and entry.fmt != formats[0] else name)
     return tuple(names)
 

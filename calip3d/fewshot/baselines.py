@@ -67,7 +67,7 @@ class TipAdapter:
     released: the mean of 10 augmented passes of raw CLIP features), values their one-hot labels. `alpha`, `beta`
     are the initial values (Tip-Adapter-F trains with them); the search grids have `beta_steps` x `alpha_steps`
     points up to `beta_scale`, `alpha_scale` (`tip_grid`). The released per-dataset values are in
-    `calip3d.presets.TIP_ADAPTER_RELEASED` (e.g. ImageNet 7/3 with alpha 1.17, Flowers 50/50 with alpha 10).
+    `calip3d.published.TIP_ADAPTER_RELEASED` (e.g. ImageNet 7/3 with alpha 1.17, Flowers 50/50 with alpha 10).
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 1.0, logit_scale: float = 100.0, beta_scale: float = 7.0,

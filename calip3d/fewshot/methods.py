@@ -23,7 +23,7 @@ from ..encoding import Tokens, view_terms
 from ..errors import CalipError
 from ..metrics import topk_accuracy
 from ..reference import register_comparable
-from ..presets import LOGIT_SCALE, TIP_ADAPTER_FALLBACK, TIP_ADAPTER_RELEASED, TIP_ADAPTER_SOURCE, TipAdapterRelease
+from ..published import LOGIT_SCALE, TIP_ADAPTER_FALLBACK, TIP_ADAPTER_RELEASED, TIP_ADAPTER_SOURCE, TipAdapterRelease
 from .baselines import LinearProbe, PointCLIPAdapter, TipAdapter, TipAdapterF
 from .selection import TEST_SPLIT, VAL_SHOTS, Selection, released_search
 from .training import TrainConfig, TrainResult, predict, train_classifier

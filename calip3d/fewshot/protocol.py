@@ -128,7 +128,7 @@ _MUST_MATCH = ("format", "dataset", "shots", "seed", "classnames", "train_ids", 
                "short_classes")
 
 
-def load_split(path: Path, expected: FewShotSplit) -> FewShotSplit:
+def read_split_file(path: Path, expected: FewShotSplit) -> FewShotSplit:
     """Read a saved split; it must have been drawn from the same items with the same shots, seed and short-class
     rule."""
     try:
@@ -151,6 +151,6 @@ def get_split(path: Path, drawn: FewShotSplit) -> tuple[FewShotSplit, bool]:
     """The saved split at `path` when it exists (validated against `drawn`), else `drawn`, saved. Returns
     (split, reused?)."""
     if path.exists():
-        return load_split(path, drawn), True
+        return read_split_file(path, drawn), True
     save_split(drawn, path)
     return drawn, False

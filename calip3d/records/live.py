@@ -1,5 +1,5 @@
 """Dicts derived from the dataset records: the old per-topic tables (`calip3d.datasets.registry.DATASETS`,
-`calip3d.fetch.sources.DATASETS`, `calip3d.presets.PAPER_BETAS`, ...) are views, never copies."""
+`calip3d.fetch.sources.RELEASES`, `calip3d.published.PAPER_BETAS`, ...) are views, never copies."""
 
 from __future__ import annotations
 

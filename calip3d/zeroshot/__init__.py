@@ -6,7 +6,7 @@ holds methods and is discovered here, in name order, not listed by hand."""
 import importlib
 import pkgutil
 
-from .classify import ClassifyConfig, classify_clouds, load_clouds
+from .classify_files import ClassifyConfig, classify_clouds, load_clouds
 from .config import EvalConfig, SearchConfig, TuneConfig, TuneViewsConfig
 from .pipeline import run_eval
 from .registry import ZERO_SHOT_METHODS, ZeroShotMethod, method_list, register_zero_shot

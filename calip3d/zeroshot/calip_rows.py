@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from calip3d.aggregation import uniform_weights
 from calip3d.attention import calip_scores
-from calip3d.presets import LOGIT_SCALE
+from calip3d.published import LOGIT_SCALE
 from calip3d.results import MethodResult
 from calip3d.search import search_betas, search_joint, search_view_weights
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from calip3d.datasets import PointSettings
 from calip3d.encoding import EncodeConfig
 from calip3d.errors import CalipError, check_at_least
-from calip3d.presets import DEFAULT_SEARCH_STEPS, VIEW_WEIGHT_GRID
+from calip3d.published import DEFAULT_SEARCH_STEPS, VIEW_WEIGHT_GRID
 from calip3d.projection import ProjectorConfig
 
 TUNE_ON = ("val", "none", "test")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from calip3d.errors import CalipError
-from calip3d.pointops import check_sampling_method, check_up_axis, sample_points, to_y_up
+from calip3d.point_preprocessing import check_sampling_method, check_up_axis, sample_points, to_y_up
 
 OPEN3D_CLOUD_EXTS = (".ply", ".pcd", ".xyz", ".pts")
 MESH_EXTS = (".off", ".obj", ".stl")

@@ -1,6 +1,6 @@
 """Zero-shot CALIP on your own point-cloud and mesh files: load, normalise, project, encode, score.
 
-Each file is loaded (`calip3d.io.load_point_cloud`), sampled to `num_points` points, centred and scaled to the unit
+Each file is loaded (`calip3d.cloud_files.load_point_cloud`), sampled to `num_points` points, centred and scaled to the unit
 sphere, projected to depth maps, and classified with per-view CALIP aggregated over views.
 """
 
@@ -18,9 +18,9 @@ from calip3d.backbone import CLIPBackbone
 from calip3d.datasets.registry import POINTCLOUD_ZS_TEMPLATE as CLASSIFY_TEMPLATE
 from calip3d.encoding import view_terms
 from calip3d.errors import CalipError, check_at_least
-from calip3d.io import load_point_cloud
-from calip3d.pointops import normalize_unit_sphere
-from calip3d.presets import CALIP_TEMPERATURE, DEFAULT_BETAS
+from calip3d.cloud_files import load_point_cloud
+from calip3d.point_preprocessing import normalize_unit_sphere
+from calip3d.published import CALIP_TEMPERATURE, DEFAULT_BETAS
 from calip3d.projection import ProjectorConfig
 from calip3d.prompts import from_templates, validate_template
 

@@ -22,7 +22,7 @@ from .download import Downloaded, download_file
 from .env import OFFLINE_ENV, check_mirror, data_root, mirrors_from_env, offline
 from .install import install_file
 from .manifest import FileRecord, Manifest
-from .sources import DATASETS, Dataset
+from .sources import RELEASES, Dataset
 from .transfer import Log, log_stderr
 
 try:
@@ -108,12 +108,12 @@ def ensure_dataset(name: str, root: str | os.PathLike | None = None, download: b
     "several ranks under torchrun") and the `calip3d fetch` command that gets it. A folder dataset (`folder:PATH`) is
     never fetched: nothing is done (its loader reports what is wrong with it).
     """
-    folder = None if name in DATASETS else folder_path(name)
+    folder = None if name in RELEASES else folder_path(name)
     if folder is not None:
         return FetchReport(name, data_root(root), Path(folder), fetched=False)
     entry = resolve_dataset(name, fmt)
     root = data_root(root)
-    asked = None if name in DATASETS else [get_dataset(name).name]  # a loader name: not its release's siblings
+    asked = None if name in RELEASES else [get_dataset(name).name]  # a loader name: not its release's siblings
     check = layout_check or default_layout_check(entry, asked)
     problem = layout_problem(check, root)
     if problem is None:
