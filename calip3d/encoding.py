@@ -425,13 +425,12 @@ def default_workers(device: torch.device, local_ranks: int = 1) -> int:
 @dataclass(frozen=True)
 class EncodeConfig:
     """Encoding settings: batch size, image-loading workers (None: `default_workers`), decoding and transforming
-    images on the device (`decode_on_device`), CALIP's attention temperature, unreadable images skipped or not, and
-    the feature cache (`cache_dir` None = `default_cache_dir()`; `use_cache` False = none; `announce_cache` prints the
-    size of each entry written)."""
+    images on the device (`decode_on_device`), unreadable images skipped or not, and the feature cache (`cache_dir`
+    None = `default_cache_dir()`; `use_cache` False = none; `announce_cache` prints the size of each entry
+    written)."""
 
     batch_size: int = 64
     workers: int | None = None
-    temperature: float = CALIP_TEMPERATURE
     cache_dir: str | None = None
     use_cache: bool = True
     announce_cache: bool = False
@@ -441,11 +440,11 @@ class EncodeConfig:
     def __post_init__(self) -> None:
         check_at_least(self.batch_size, 1, "EncodeConfig.batch_size")
         check_at_least(self.workers, 0, "EncodeConfig.workers")
-        if not self.temperature > 0:
-            raise CalipError(f"EncodeConfig.temperature must be > 0, got {self.temperature}")
 
-    def encoder(self, backbone: CLIPBackbone, projector: Any | None = None) -> Encoder:
-        """An `Encoder` for `backbone` (point clouds projected by `projector`) on the ranks of the current session."""
+    def encoder(self, backbone: CLIPBackbone, projector: Any | None = None,
+                temperature: float = CALIP_TEMPERATURE) -> Encoder:
+        """An `Encoder` for `backbone` (point clouds projected by `projector`; CALIP's terms at `temperature`, see
+        `CalipConfig`) on the ranks of the current session."""
         ranks = current()
         cache = FeatureCache((self.cache_dir or default_cache_dir()) if self.use_cache else None, self.announce_cache)
         device = backbone.device
@@ -454,4 +453,4 @@ class EncodeConfig:
                           workers=workers, device=device, image_size=backbone.image_size,
                           skip_bad_files=self.skip_bad_files, pin_memory=device.type != "cpu",
                           decode_on_device=self.decode_on_device)
-        return Encoder(backbone, loading, self.temperature, cache, ranks)
+        return Encoder(backbone, loading, temperature, cache, ranks)

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("errors", "atomic", "metrics", "sampling", "point_preprocessing", "records", "published"),
     ("attention", "search", "aggregation"),
     ("projection", "pointnn", "backbone", "cache", "distributed", "encoding"),
-    ("datasets", "cloud_files", "prompts", "results", "fetch", "reference"),
+    ("datasets", "cloud_files", "prompts", "results", "fetch", "reference", "run_context"),
     ("zeroshot", "fewshot", "explain", "figures", "tables"),
     ("cli",),
 ]

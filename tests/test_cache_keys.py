@@ -35,7 +35,7 @@ def images_backbone(varied_images):
 
 
 def _encoder(backbone, projector=None, temperature: float = 0.5) -> Encoder:
-    return EncodeConfig(use_cache=False, workers=0, temperature=temperature).encoder(backbone, projector)
+    return EncodeConfig(use_cache=False, workers=0).encoder(backbone, projector, temperature)
 
 
 def _tokens_key(encoder: Encoder, split) -> str:

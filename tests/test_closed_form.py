@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from calip3d.fewshot import FewShotConfig
 from calip3d.fewshot import closed_form as cf
 from calip3d.fewshot.methods import METHODS, FitData, MethodSettings, flat_global, flat_text, zero_shot_logits
 from calip3d.fewshot.selection import VAL_SHOTS, Selection
@@ -480,8 +481,8 @@ def test_first_best_is_the_first_maximum_in_loop_order():
 
 
 def _settings(dataset: str, protocol: str = "honest", base: str | None = None, augment: int = 2) -> MethodSettings:
-    return MethodSettings(dataset, protocol, dataset == "caltech101", (1.0, 2.0, 0.1),
-                          Selection("betas", "given", "--betas"), 0.5, 1, "cpu", augment=augment, base=base)
+    return MethodSettings(FewShotConfig(dataset, protocol=protocol, base=base), dataset, dataset == "caltech101",
+                          (1.0, 2.0, 0.1), Selection("betas", "given", "--betas"), 0.5, "cpu", augment)
 
 
 @pytest.mark.parametrize("base", ["clip", "calip"])

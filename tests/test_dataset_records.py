@@ -1,6 +1,7 @@
-"""The dataset records: every per-dataset table is a view of them, a new CoOp-format dataset needs only its record
-(calip3d/records/coop.py), a record lacking a part is a CalipError naming the dataset, and data/README.md's table of
-sources is the one the records generate."""
+"""The dataset records: every per-dataset table is a view of them (`DatasetInfo` reads its record), a new CoOp-format
+dataset needs only its record (calip3d/records/coop.py), a record lacking a part is a CalipError naming the dataset,
+and data/README.md's generated tables (sources, 2D and 3D datasets with their published sizes) are the ones the
+records give."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ from calip3d.datasets.registry import DATASETS as REGISTRY
 from calip3d.datasets.registry import LABEL_SETS, dataset_order
 from calip3d.errors import CalipError
 from calip3d.fetch import RELEASES, dataset_status, fetch_dataset, format_listing, list_datasets, resolve_dataset
-from calip3d.fetch.readme import HEADER, sources_table
-from calip3d.records import IMAGES, POINTS, RECORDS, LiveView, RemoteFile, TipAdapterRelease, records, unpack
+from calip3d.fetch.readme import HEADER, TABLES, image_table, point_table, rewrite, sources_table
+from calip3d.records import (
+    IMAGES, POINTS, RECORDS, LiveView, RemoteFile, SplitSizes, TipAdapterRelease, records, unpack,
+)
 from calip3d.records.coop import coop_json
 from conftest import REPO
 
@@ -37,7 +40,7 @@ def toy_record(**changes: object) -> object:
     fields = dict(
         name="toy_birds", title="ToyBirds", template="a photo of a {}, a type of bird.", aliases=("toys",),
         folder="toy-birds", image_dir="pics", tree="pics/<class>/<id>.jpg", images_from="pics.zip (nowhere)",
-        release_title="Toy Birds",
+        release_title="Toy Birds", origin="`pics.zip`, nowhere", sizes=SplitSizes(2, 2, 2, 2),
         files=(RemoteFile("pics.zip", unpack("pics", "toy-birds/pics"), urls=("http://127.0.0.1:9/pics.zip",)),),
         split_drive_id="drive-id-of-the-split", betas=(0.7, 0.03),
         tip_adapter=TipAdapterRelease((9, 4), (200, 20), 1, 2, 20, 10))
@@ -71,8 +74,11 @@ def test_every_per_dataset_table_is_a_view_of_the_records():
     assert tuple(REGISTRY) == tuple(RECORDS) == dataset_order() == tables.DATASET_ORDER
     for record in records():
         info = get_dataset(record.name)
-        assert (info.kind, info.title, info.template, info.aliases, info.classnames, info.presets_key) == (
-            record.kind, record.title, record.template, record.aliases, record.classnames, record.presets_key)
+        assert info.record is record and REGISTRY[record.name] is info and not info.is_folder
+        assert (info.name, info.kind, info.title, info.template, info.aliases, info.classnames, info.presets_key) == (
+            record.name, record.kind, record.title, record.template, record.aliases, record.classnames,
+            record.presets_key)
+        assert info.formats == (record.points.formats if record.points else ()) and info.is_points == record.is_points
         assert info.has_val_split is record.val_split and record.name in datasets_help()
         assert published.PAPER_BETAS.get(record.name) == record.betas == info.paper_betas
         assert published.TIP_ADAPTER_RELEASED.get(record.name) == record.tip_adapter
@@ -90,11 +96,62 @@ def test_every_per_dataset_table_is_a_view_of_the_records():
     assert [r.name for r in records() if r.val_split] == [r.name for r in records(IMAGES) if r.name != "imagenet"]
 
 
-def test_data_readme_table_is_the_one_the_records_generate():
-    lines = (REPO / "data" / "README.md").read_text().splitlines()
-    start = lines.index(HEADER[0])
+def readme_table(text: str, header: str) -> str:
+    """The table of `text` that starts at the line `header`, up to its last row."""
+    lines = text.splitlines()
+    start = lines.index(header)
     end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
-    assert "\n".join(lines[start:end]) == sources_table()
+    return "\n".join(lines[start:end])
+
+
+def test_data_readme_tables_are_the_ones_the_records_generate():
+    text = (REPO / "data" / "README.md").read_text()
+    assert readme_table(text, HEADER[0]) == sources_table()
+    for table in TABLES.values():
+        assert readme_table(text, table().split("\n")[0]) == table()
+    assert rewrite(text) == text  # a stale README fails here: `python -m calip3d.fetch.readme` rewrites it
+    stale = text.replace("| 7,639 / 1,898 / 3,783 |", "| 7,000 / 1,898 / 3,783 |")
+    assert stale != text and rewrite(stale) == text
+    with pytest.raises(CalipError, match="^data/README.md has no table of sources to rewrite"):
+        rewrite(text.replace(HEADER[0], "| dataset |"))
+
+
+def test_every_records_published_sizes_are_in_the_readme_tables():
+    images, points = image_table().splitlines(), point_table().splitlines()
+    assert len(images) == 2 + len(records(IMAGES)) and len(points) == 2 + 5  # ModelNet40 and 10 share a row
+    for record in records(IMAGES):
+        (sizes,) = record.sizes
+        val = "= test" if sizes.val is None else f"{sizes.val:,}"
+        row = next(line for line in images if line.startswith(f"| `{record.name}` |"))
+        assert f"| `{record.image.folder}/` | {sizes.classes} | {sizes.train:,} / {val} / {sizes.test:,} |" in row
+        assert row.endswith(f" | {record.releases[0].origin} |") and (sizes.val is None) == (not record.val_split)
+    for record in records(POINTS):
+        assert len(record.sizes) == len(record.releases) and all(s.val is None for s in record.sizes)
+        for release, sizes in zip(record.releases, record.sizes):
+            row = next(line for line in points if f"`{record.name}`" in line and release.folder in line)
+            assert f"{sizes.train:,} / {sizes.test:,}" in row and str(sizes.classes) in row.split(" | ")[2]
+    assert images[2] == ("| `imagenet` | `imagenet/` | 1000 | 1,281,167 / = test / 50,000 | "
+                         "ILSVRC-2012, https://image-net.org |")
+    assert points[3] == ("| `modelnet40` / `modelnet10` (resampled) | `modelnet40_normal_resampled/` | 40 / 10 | "
+                         "9,843 / 2,468; ModelNet10 3,991 / 908 | `modelnet40_normal_resampled.zip` (PointNet++; 1.6 GB; "
+                         "sources above) |")
+    assert points[-1] == ("| `scanobjectnn-hardest` (PB_T50_RS) | `scanobjectnn/h5_files/main_split/` | 15 | "
+                          "11,416 / 2,882 | same |")
+
+
+def test_a_new_record_shows_in_the_readme_tables(toy, monkeypatch):
+    assert image_table().splitlines()[-1] == "| `toy_birds` | `toy-birds/` | 2 | 2 / 2 / 2 | `pics.zip`, nowhere |"
+    hardest = RECORDS["scanobjectnn-hardest"]
+    clouds = replace(hardest, name="scanobjectnn-toy", title="ScanObjectNN PB_T25", sizes=(SplitSizes(15, 7, None, 3),),
+                     points=replace(hardest.points, h5_file=("main_split", "objectdataset_augmented25_norot.h5")))
+    monkeypatch.setitem(RECORDS, clouds.name, clouds)
+    assert point_table().splitlines()[-1] == (
+        "| `scanobjectnn-toy` (PB_T25) | `scanobjectnn/h5_files/main_split/` | 15 | 7 / 3 | same |")
+    text = rewrite((REPO / "data" / "README.md").read_text())
+    assert "| `toy_birds` | `toy-birds/` |" in text and "| `scanobjectnn-toy` (PB_T25) |" in text
+    monkeypatch.setitem(RECORDS, clouds.name, replace(clouds, sizes=clouds.sizes * 2))
+    with pytest.raises(CalipError, match="^scanobjectnn-toy: its dataset record has 2 published sizes for 1 releases"):
+        point_table()
 
 
 def test_a_new_coop_dataset_needs_only_its_record(toy, tmp_path, server):
@@ -148,6 +205,8 @@ def test_a_new_coop_dataset_needs_only_its_record(toy, tmp_path, server):
     ("modelnet40", {"releases": ()}, lambda: resolve_dataset("modelnet40", "resampled"), "has no files to fetch"),
     ("scanobjectnn-objbg", {"points": None}, lambda: load_point_split("obj_bg", "/nowhere"),
      "has no point-cloud layout"),
+    ("dtd", {"sizes": ()}, image_table, r"has no published sizes \(classes, split sizes\)"),
+    ("modelnet10", {"sizes": ()}, point_table, "has no published sizes"),
 ])
 def test_a_record_lacking_a_part_is_a_calip_error_naming_the_dataset(monkeypatch, name, change, call, message):
     monkeypatch.setitem(RECORDS, name, replace(RECORDS[name], **change))

@@ -83,11 +83,14 @@ def _argv(tiny, root, tmp_path, dataset, *extra):
             *extra]
 
 
-def test_limit_spreads_over_the_class_sorted_test_split(caltech_root):
+def test_limit_spreads_over_the_class_sorted_test_split(caltech_root, varied_images):
+    from calip3d.backbone import BackboneConfig
     from calip3d.fewshot.config import FewShotConfig
     from calip3d.fewshot.pipeline import FewShotData
+    from calip3d.run_context import RunContext
 
-    data = FewShotData.load(FewShotConfig("caltech101", str(caltech_root)))
+    backbone = BackboneConfig(str(varied_images[0]), str(varied_images[1]), device="cpu").load()
+    data = FewShotData.load(RunContext.build(FewShotConfig("caltech101", str(caltech_root)), backbone))
     limited = data.test_split(50)
     assert len(limited) == 50 and len(set(limited.labels.tolist())) >= 30  # the first 50 items: 1 class
     assert limited.items[0] == data.test.items[0] and limited.items[-1] == data.test.items[-1]

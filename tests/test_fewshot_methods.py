@@ -353,6 +353,7 @@ def test_tip_adapter_cache_is_the_mean_of_raw_copies_normalised_once():
     """Images: the keys average the augmented copies' raw CLIP features (not their normalised features) and
     normalise once, as Tip-Adapter's build_cache_model does; the clean shots are not in the mean."""
     from calip3d.encoding import Tokens
+    from calip3d.fewshot import FewShotConfig
     from calip3d.fewshot.methods import FitData, MethodSettings, TipAdapterMethod
     from calip3d.fewshot.selection import VAL_SHOTS, Selection
 
@@ -363,8 +364,8 @@ def test_tip_adapter_cache_is_the_mean_of_raw_copies_normalised_once():
         return Tokens(glob, torch.zeros(K, 1, D).half(), torch.arange(K), torch.arange(K), torch.full((K,), scale))
 
     shots, copies = tokens(1.0), [tokens(1.0), tokens(9.0)]
-    settings = MethodSettings("caltech101", "honest", True, (1.0, 1.0, 1.0), Selection("betas", "given", ""), 0.5,
-                              1, "cpu", augment=2)
+    settings = MethodSettings(FewShotConfig("caltech101"), "caltech101", True, (1.0, 1.0, 1.0),
+                              Selection("betas", "given", ""), 0.5, "cpu", augment=2)
     method = TipAdapterMethod(settings, None)
     method.fit(FitData(shots, copies, TEXT, {VAL_SHOTS: tokens(1.0)}))
     raw_mean = (copies[0].global_feats * 1.0 + copies[1].global_feats * 9.0) / 2

@@ -244,17 +244,19 @@ TIP_CONFIGS = {"imagenet": ((7, 3), 1.17, 20), "caltech101": ((12, 5), 3, 20), "
 def test_release_settings_per_dataset(dataset):
     """Tip-Adapter(-F) on each dataset resolves to its released config (point clouds: ImageNet's, labelled), under
     both protocols; Tip-Adapter-F trains 100 epochs on EuroSAT, 20 elsewhere; the cache averages 10 passes."""
-    from calip3d.fewshot.methods import TipSettings
+    from calip3d.fewshot import TipSettings
+    from calip3d.fewshot.methods import tip_released
 
     scale, alpha, epochs = TIP_CONFIGS.get(dataset, TIP_CONFIGS["imagenet"])
-    resolved = TipSettings().resolve(dataset)
+    resolved = TipSettings().resolve(*tip_released(dataset))
     assert (tuple(resolved["search_scale"]), resolved["init_alpha"], resolved["init_beta"]) == (scale, alpha, 1)
     assert resolved["search_steps"] == [200, 20]
     assert ("no Tip-Adapter config" in resolved["config"]) == (dataset == "modelnet40")
     assert METHODS["tip-adapter-f"].train_defaults(dataset).epochs == epochs
     assert METHODS["tip-adapter"].default_augment(dataset) == 10 == METHODS["tip-adapter-f"].default_augment(dataset)
-    given = TipSettings(alpha=0.5, search_scale=(3.0, 2.0)).resolve(dataset)
+    given = TipSettings(init_alpha=0.5, search_scale=(3.0, 2.0)).resolve(*tip_released(dataset))
     assert (given["init_alpha"], given["search_scale"], given["init_beta"]) == (0.5, [3.0, 2.0], 1)
+    assert given["config"].endswith("; --tip-alpha, --tip-search-scale given")
     assert set(TIP_ADAPTER_RELEASED) == set(TIP_CONFIGS)
 
 
@@ -308,7 +310,7 @@ def test_betas_choice_per_protocol_explicit_values_and_full_labels():
     betas, selection = resolve_betas((1, 2, 0.5), "release", caltech, no_val, None, 0.5, None)
     assert betas == (1.0, 2.0, 0.5) and all(isinstance(b, float) for b in betas)
     assert (selection.what, selection.source, selection.rule, selection.oracle) == ("betas", "given", "--betas", False)
-    with pytest.raises(CalipError, match="^FewShotConfig.betas must be 1,B2,B3, 'val' or 'paper', got 'tuned'$"):
+    with pytest.raises(CalipError, match="^CalipConfig.betas must be 1,B2,B3, 'val' or 'paper', got 'tuned'$"):
         resolve_betas("tuned", "honest", caltech, no_val, None, 0.5, None)
     assert released_search("C", "grid", "release", False, "x").label() == (
         "C: grid on the test split (as released: x; no val split, so on test as its ImageNet script does): ORACLE")
@@ -342,7 +344,7 @@ def test_val_shot_betas_search_the_view_averaged_terms_over_the_dataset_range(mo
     expected = view_terms(glob, spatial.half().float(), text, 0.5)[0].mean(dim=1)
     torch.testing.assert_close(seen["clip"], expected)
     with pytest.raises(CalipError, match="^the betas are searched on the val shots, but this split has none: give "
-                                         "FewShotConfig.betas='paper' or three betas 1,B2,B3$"):
+                                         "CalipConfig.betas='paper' or three betas 1,B2,B3$"):
         betas_module.val_shot_betas(info, Tokens(*(t[:0] for t in val.tensors().values())), text, 0.5, views=3)
 
 

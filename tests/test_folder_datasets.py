@@ -31,6 +31,7 @@ from calip3d.fetch import dataset_provenance
 from calip3d.fewshot.methods import tip_released
 from calip3d.prompts import build_prompts
 from calip3d.zeroshot import EvalConfig, TuneConfig
+from calip3d.run_context import RunContext
 from calip3d.zeroshot.pipeline import prepare
 from tiny_models import write_tiny
 
@@ -223,9 +224,9 @@ def test_image_folder_gives_the_registered_datasets_numbers_and_chains(tiny, cal
     folder = image_folder(tmp_path / "caltech4", caltech_root)
     root = coop_root(tmp_path / "root", caltech_root)
     backbone = BackboneConfig(str(tiny[0]), str(tiny[1]), device="cpu").load()
-    terms = [prepare(EvalConfig(dataset=name, data_root=str(root), tune=TuneConfig(on="none"),
-                                encode=EncodeConfig(workers=0, use_cache=False)), backbone) for name in
-             (f"folder:{folder}", "caltech101")]
+    configs = [EvalConfig(dataset=name, data_root=str(root), tune=TuneConfig(on="none"),
+                          encode=EncodeConfig(workers=0, use_cache=False)) for name in (f"folder:{folder}", "caltech101")]
+    terms = [prepare(config, RunContext.build(config, backbone)) for config in configs]
     assert terms[0].test.classnames == ["face", "leopard", "wild cat", "yin yang"]
     assert terms[0].prompts.prompts == terms[1].prompts.prompts
     for key, value in terms[1].terms.tensors().items():
@@ -277,7 +278,7 @@ def test_point_folder_gives_the_registered_datasets_numbers(tiny, modelnet_h5_di
     settings = PointSettings(num_points=512)
     ours, theirs = load_split(info.name, None, "test", settings), load_split("modelnet40", root, "test", settings)
     assert np.array_equal(ours.labels, theirs.labels) and np.array_equal(ours.points, theirs.points)
-    assert ours.settings["format"] == "folder" and ours.settings["skipped_files"] == []
+    assert ours.settings.format == "folder" and ours.settings.skipped_files == []
     assert ours.ids[0].startswith(str(folder))
 
     common = [*_model(tiny), "--tune-on", "none", "--no-cache", "--points", "512", "--betas", "1,1.5,0.05"]
@@ -434,7 +435,7 @@ def test_bad_clouds_stop_the_load_or_are_skipped_and_listed(tiny, modelnet_h5_di
         (tmp_path / bad).rename(folder / where / bad)
     skipping = FolderPointSettings(skip_bad_files=True)
     split = load_split(name, None, "test", skipping)
-    assert len(split) == 29 and [s["file"] for s in split.settings["skipped_files"]] == [
+    assert len(split) == 29 and [s["file"] for s in split.settings.skipped_files] == [
         "desk/nan.npy", "monitor/empty.npy", "vase/broken.ply"]
     assert "broken.ply" not in "".join(rel for rel, _, _ in split.files)
 

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
+from calip3d.attention import CalipConfig
 from calip3d.backbone import BackboneConfig
 from calip3d.cli.flags import FIELD_FLAGS, flag_message, speaks_flags
 from calip3d.datasets import PointSettings
 from calip3d.encoding import EncodeConfig
 from calip3d.errors import CalipError
-from calip3d.fewshot.config import FewShotConfig, TrainOverrides
+from calip3d.fewshot.config import FewShotConfig
+from calip3d.fewshot.training import TrainConfig
 from calip3d.zeroshot import ClassifyConfig, EvalConfig, SearchConfig, TuneConfig, TuneViewsConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,27 +41,36 @@ BAD_VALUES: list[tuple[type, dict[str, Any], dict[str, Any], str]] = [
     (SearchConfig, {}, {"view_grid": ()}, "SearchConfig.view_grid"),
     (SearchConfig, {}, {"view_method": "random"}, "SearchConfig.view_method"),
     (EvalConfig, {"dataset": "caltech101"}, {"limit": 0}, "EvalConfig.limit"),
-    (EvalConfig, {"dataset": "caltech101"}, {"points": PointSettings(num_points=0)}, "PointSettings.num_points"),
     (EvalConfig, {"dataset": "caltech101"}, {"stream_seeds": ()}, "EvalConfig.stream_seeds"),
-    (EvalConfig, {"dataset": "caltech101"}, {"betas": (1.0, 2.0)}, "EvalConfig.betas"),
+    (EvalConfig, {"dataset": "caltech101"}, {"calip": CalipConfig(betas="val")}, "CalipConfig.betas"),
+    (TuneViewsConfig, {"dataset": "modelnet40"}, {"calip": CalipConfig(betas="val")}, "CalipConfig.betas"),
+    (ClassifyConfig, {"labels": ("a", "b")}, {"calip": CalipConfig(betas="paper")}, "CalipConfig.betas"),
+    (CalipConfig, {}, {"betas": (1.0, 2.0)}, "CalipConfig.betas"),
+    (CalipConfig, {}, {"betas": (1.0, 2.0, float("nan"))}, "CalipConfig.betas"),
+    (CalipConfig, {}, {"betas": "tuned"}, "CalipConfig.betas"),
+    (CalipConfig, {}, {"temperature": 0.0}, "CalipConfig.temperature"),
     (TuneViewsConfig, {"dataset": "modelnet40"}, {"limit": 0}, "TuneViewsConfig.limit"),
     (TuneViewsConfig, {"dataset": "modelnet40"}, {"shots": 0}, "TuneViewsConfig.shots"),
-    (TuneViewsConfig, {"dataset": "modelnet40"}, {"points": PointSettings(num_points=0)}, "PointSettings.num_points"),
     (TuneViewsConfig, {"dataset": "modelnet40"}, {"tune_split": "val"}, "TuneViewsConfig.tune_split"),
     (FewShotConfig, {"dataset": "caltech101"}, {"shots": 0}, "FewShotConfig.shots"),
     (FewShotConfig, {"dataset": "caltech101"}, {"limit": 0}, "FewShotConfig.limit"),
     (FewShotConfig, {"dataset": "caltech101"}, {"augment": -1}, "FewShotConfig.augment"),
-    (FewShotConfig, {"dataset": "caltech101"}, {"points": PointSettings(num_points=0)}, "PointSettings.num_points"),
-    (FewShotConfig, {"dataset": "caltech101"}, {"train": TrainOverrides(batch_size=0)}, "TrainOverrides.batch_size"),
     (FewShotConfig, {"dataset": "caltech101"}, {"protocol": "x"}, "FewShotConfig.protocol"),
     (FewShotConfig, {"dataset": "caltech101"}, {"short_classes": "drop"}, "FewShotConfig.short_classes"),
     (FewShotConfig, {"dataset": "caltech101"}, {"features": "x"}, "FewShotConfig.features"),
     (FewShotConfig, {"dataset": "caltech101"}, {"base": "x"}, "FewShotConfig.base"),
-    (FewShotConfig, {"dataset": "caltech101"}, {"betas": "tuned"}, "FewShotConfig.betas"),
     (FewShotConfig, {"dataset": "caltech101"}, {"eval_only": True}, "FewShotConfig.eval_only"),
+    (PointSettings, {}, {"num_points": 0}, "PointSettings.num_points"),
+    (PointSettings, {}, {"num_points": 2.5}, "PointSettings.num_points"),
+    (PointSettings, {}, {"sampling": "poisson"}, "PointSettings.sampling"),
+    (PointSettings, {}, {"up_axis": "x"}, "PointSettings.up_axis"),
+    (TrainConfig, {}, {"batch_size": 0}, "TrainConfig.batch_size"),
+    (TrainConfig, {}, {"epochs": 0}, "TrainConfig.epochs"),
+    (TrainConfig, {}, {"lr": 0.0}, "TrainConfig.lr"),
+    (TrainConfig, {}, {"weight_decay": -1e-4}, "TrainConfig.weight_decay"),
+    (TrainConfig, {}, {"label_smoothing": 1.0}, "TrainConfig.label_smoothing"),
     (EncodeConfig, {}, {"batch_size": 0}, "EncodeConfig.batch_size"),
     (EncodeConfig, {}, {"workers": -1}, "EncodeConfig.workers"),
-    (EncodeConfig, {}, {"temperature": 0.0}, "EncodeConfig.temperature"),
     (ClassifyConfig, {"labels": ("a", "b")}, {"labels": ("a", "a")}, "ClassifyConfig.labels"),
     (ClassifyConfig, {"labels": ("a", "b")}, {"num_points": 0}, "ClassifyConfig.num_points"),
     (ClassifyConfig, {"labels": ("a", "b")}, {"template": "no placeholder"}, "ClassifyConfig.template"),
@@ -82,7 +93,7 @@ def test_a_bad_config_value_names_its_field_not_a_flag(cls, required, bad, field
 # ------------------------------------------------------------------------------------------------ the mapping
 
 def _config_class(name: str) -> type:
-    for module in ("calip3d.zeroshot", "calip3d.fewshot.config", "calip3d.encoding", "calip3d.backbone",
+    for module in ("calip3d.attention", "calip3d.zeroshot", "calip3d.fewshot.config", "calip3d.encoding", "calip3d.backbone",
                    "calip3d.datasets", "calip3d.projection", "calip3d.distributed"):
         cls = getattr(importlib.import_module(module), name, None)
         if cls is not None:

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from calip3d.datasets.pointclouds import load_point_split
+from calip3d.datasets.pointclouds import PointSettings, load_point_split
 from calip3d.datasets.registry import DATASETS as POINT_DATASETS, SCANOBJECTNN_CLASSES
 from calip3d.errors import CalipError
 from calip3d.point_preprocessing import farthest_point_indices, normalize_unit_sphere, sample_points, to_y_up
@@ -52,7 +52,8 @@ def read_names(path: Path) -> list[str]:
 @pytest.mark.parametrize("split,count", [("test", 29), ("train", 127)])
 def test_modelnet40_h5_split(modelnet_h5_dir: Path, raw_h5: dict, split: str, count: int) -> None:
     data = load_point_split("modelnet40", modelnet_h5_dir.parent, split=split)
-    assert data.settings == {
+    assert data.settings == PointSettings(format="h5")  # typed: the settings used, the format resolved
+    assert data.settings.as_dict() == {
         "format": "h5", "num_points": 1024, "sampling": "first", "seed": 0, "normalize": True, "up_axis": "y",
     }
     assert data.points.shape == (count, 1024, 3) and data.points.dtype == np.float32
@@ -73,7 +74,7 @@ def test_modelnet40_h5_raw_values_without_normalisation(modelnet_h5_dir: Path, r
         "modelnet40", modelnet_h5_dir.parent, num_points=2048, normalize=False, up_axis="z"
     )
     np.testing.assert_array_equal(z_up.points, to_y_up(raw_h5["test"], "z"))
-    assert z_up.settings["up_axis"] == "z"
+    assert z_up.settings.up_axis == "z"
 
 
 def test_modelnet40_h5_fps_and_random(modelnet_h5_dir: Path, raw_h5: dict) -> None:
@@ -84,7 +85,7 @@ def test_modelnet40_h5_fps_and_random(modelnet_h5_dir: Path, raw_h5: dict) -> No
     rand = load_point_split("modelnet40", modelnet_h5_dir.parent, num_points=256, sampling="random", seed=3)
     index = np.random.default_rng(3).choice(2048, size=256, replace=False)
     np.testing.assert_allclose(rand.points[5], pc_normalize(raw_h5["test"][5][index]), atol=1e-6)
-    assert rand.settings["sampling"] == "random" and rand.settings["seed"] == 3
+    assert rand.settings.sampling == "random" and rand.settings.seed == 3
 
 
 def test_modelnet40_h5_files_found_by_name(modelnet_h5_dir: Path, raw_h5: dict, tmp_path: Path) -> None:
@@ -115,7 +116,7 @@ def test_modelnet40_resampled(modelnet_resampled_dir: Path, sampling: str) -> No
     names = read_names(modelnet_resampled_dir / "modelnet40_shape_names.txt")
     ids = read_names(modelnet_resampled_dir / "modelnet40_test.txt")
     assert data.classnames == names and len(data) == len(ids) == 29
-    assert data.settings["format"] == "resampled"
+    assert data.settings.format == "resampled"
     rng = np.random.default_rng(0)
     index = np.arange(1024) if sampling == "first" else rng.choice(10000, 1024, replace=False)
     for i in (0, 13, 28):
@@ -149,7 +150,7 @@ def test_modelnet10_has_no_h5_route(modelnet_resampled_dir: Path) -> None:
 def test_modelnet40_defaults_to_resampled_when_alone(modelnet_resampled_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "modelnet40_normal_resampled").symlink_to(modelnet_resampled_dir)
     data = load_point_split("modelnet40", tmp_path, num_points=64)
-    assert data.settings["format"] == "resampled" and len(data) == 29
+    assert data.settings.format == "resampled" and len(data) == 29
 
 
 def test_missing_dataset_and_split_files_show_the_layout(tmp_path: Path) -> None:
@@ -176,9 +177,9 @@ def test_bad_arguments_are_calip_errors(modelnet_h5_dir: Path) -> None:
         ({"name": "modelnet"}, "unknown point-cloud dataset"),
         ({"split": "val"}, "unknown split 'val'"),
         ({"fmt": "ply"}, "unknown point-cloud format"),
-        ({"sampling": "grid"}, "unknown sampling method"),
-        ({"up_axis": "x"}, "unknown up axis"),
-        ({"num_points": 0}, "num_points must be a positive integer"),
+        ({"sampling": "grid"}, "PointSettings.sampling must be one of first, fps, random, got 'grid'"),
+        ({"up_axis": "x"}, "PointSettings.up_axis must be one of y, z"),
+        ({"num_points": 0}, "PointSettings.num_points must be an integer >= 1, got 0"),
     ]:
         with pytest.raises(CalipError, match=pattern):
             load_point_split(**{"name": "modelnet40", "data_root": root, **kwargs})
@@ -226,7 +227,7 @@ def test_scanobjectnn_variants(raw_h5: dict, tmp_path: Path, placement: str) -> 
             expected = np.stack([pc_normalize(c[:1024]) for c in raw])
             np.testing.assert_allclose(data.points, expected, atol=1e-5)
             assert data.source.endswith(SCANOBJECTNN_FILES[name].format(file_split))
-            assert data.settings["format"] == "h5"
+            assert data.settings.format == "h5"
     with pytest.raises(CalipError, match="scanobjectnn-hardest is not available as fmt='resampled'"):
         load_point_split("scanobjectnn-hardest", tmp_path, fmt="resampled")
 

@@ -3,6 +3,11 @@ commands pick it up by name; every registered method is listed, scored in order 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from calip3d.cli.eval import build_parser as eval_parser
@@ -43,6 +48,25 @@ def test_every_few_shot_method_is_a_choice_of_the_command():
     for name in METHODS:
         assert parser.parse_args(["--dataset", "caltech101", "--method", name]).method == name
     assert {"gda", "ape", "tip-x", "point-nn"} <= set(METHODS)
+
+
+def test_a_new_few_shot_method_is_one_module():
+    """Importing the package, in a fresh interpreter, imports every module of `calip3d.fewshot` whose name's last
+    word is `methods` or `method` (nothing lists them), and every registered few-shot method lives in one: a new
+    method is a new module so named."""
+    code = ("import json, pkgutil, calip3d.fewshot as fewshot\n"
+            "from calip3d.fewshot.methods import METHODS\n"
+            "print(json.dumps({'modules': [m.name for m in pkgutil.iter_modules(fewshot.__path__)],\n"
+            "                  'methods': {name: cls.__module__ for name, cls in METHODS.items()}}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    holding = {f"calip3d.fewshot.{m}" for m in found["modules"] if m.split("_")[-1] in ("methods", "method")}
+    assert {"calip3d.fewshot.methods", "calip3d.fewshot.closed_form_methods", "calip3d.fewshot.pointnn_method"} \
+        <= holding
+    assert set(found["methods"].values()) == holding  # each such module registers methods, and only those do
+    assert list(found["methods"]) == list(METHODS)
 
 
 def test_a_new_zero_shot_method_is_one_class(registered, varied_images, caltech_root):

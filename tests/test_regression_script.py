@@ -44,7 +44,11 @@ def test_every_run_writes_its_own_output(tmp_path):
     regression = _module()
     models = {name: ["--backbone", f"{name}.json"] for name in ("img", "pc", "vit")}
     runs = regression.commands(tmp_path, tmp_path / "data", models)
-    assert len(runs) == 33
+    assert len(runs) == 36
+    folder = regression.folders(tmp_path)
+    dataset = {name: argv[argv.index("--dataset") + 1] for name, argv in runs.items() if "--dataset" in argv}
+    assert {dataset["e10"], dataset["f-folder"]} == {f"folder:{folder['clouds']}"}  # folder datasets, both commands
+    assert dataset["e11"] == str(folder["images"])  # a PATH that is a folder names a folder dataset too
     outputs = [argv[argv.index("--output") + 1] for argv in runs.values()]
     assert len(set(outputs)) == len(runs)
     assert {argv[0] for argv in runs.values()} == {"eval", "classify", "fewshot", "tune-views"}

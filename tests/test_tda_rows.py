@@ -15,6 +15,7 @@ from calip3d.attention import calip_scores
 from calip3d.backbone import BackboneConfig
 from calip3d.cli.eval import main as eval_main
 from calip3d.zeroshot import EvalConfig, TuneConfig
+from calip3d.run_context import RunContext
 from calip3d.zeroshot.pipeline import prepare, tuning_set
 from calip3d.zeroshot.registry import ScoringRun, Tuning, ViewWeights, score_methods, select_methods
 from calip3d.zeroshot.tda import TDASettings, tda_logits
@@ -51,7 +52,7 @@ def test_tda_rows_on_caltech101_match_the_stream_computed_by_hand(varied_images,
     # the row's number is tda_logits over the seed-1 permutation of the test terms, recomputed here
     backbone = BackboneConfig(str(varied_images[0]), str(varied_images[1]), device="cpu").load()
     config = EvalConfig("caltech101", str(caltech_root), limit=120, encode=_no_cache())
-    terms = prepare(config, backbone).terms
+    terms = prepare(config, RunContext.build(config, backbone)).terms
     order = stream_order(len(terms.labels), 1)
     settings = TDASettings(tda["tda"]["alpha_pos"], tda["tda"]["beta_pos"])
     logits = tda_logits(flat_global(terms.global_feats)[order], calip_scores(terms.triple, None)[order], settings)
@@ -84,9 +85,9 @@ def test_honest_tuning_never_reads_test_labels(varied_points, modelnet_h5_dir):
     """Scrambled test labels: the same alpha, beta (and CALIP base) are chosen; only the final score moves."""
     backbone = BackboneConfig(str(varied_points[0]), str(varied_points[1]), device="cpu").load()
     config = EvalConfig("modelnet40", str(modelnet_h5_dir.parent), tune=TuneConfig(shots=2), encode=_no_cache())
-    run = prepare(config, backbone)
-    split, description = tuning_set(run.info, run.root, config, config.tune)
-    tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning"), description)
+    run = prepare(config, RunContext.build(config, backbone))
+    split, description = tuning_set(run.context, config.tune)
+    tuning = Tuning(run.encode(split, "tuning"), description)
     methods = select_methods(("tda", "calip_tda"), run.info)
 
     def rows(test):

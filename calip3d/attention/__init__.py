@@ -3,9 +3,10 @@
 from .calip import (
     CALIP_DEFAULT_TEMPERATURE, calip_attention, calip_logits, calip_scores, calip_terms, combine_terms, terms_from_attention,
 )
+from .config import BETA_CHOICES, CalipConfig
 from .parametric import ParametricCALIP
 
 __all__ = [
-    "CALIP_DEFAULT_TEMPERATURE", "ParametricCALIP", "calip_attention", "calip_logits", "calip_scores", "calip_terms",
-    "combine_terms", "terms_from_attention",
+    "BETA_CHOICES", "CALIP_DEFAULT_TEMPERATURE", "CalipConfig", "ParametricCALIP", "calip_attention", "calip_logits",
+    "calip_scores", "calip_terms", "combine_terms", "terms_from_attention",
 ]

@@ -17,6 +17,7 @@ from calip3d.datasets import LABEL_SETS
 from calip3d.errors import CalipError, run_cli
 from calip3d.published import DEFAULT_BETAS
 from calip3d.results import write_json
+from calip3d.attention import CalipConfig
 from calip3d.zeroshot import ClassifyConfig, classify_clouds, load_clouds
 
 from .flags import (
@@ -53,9 +54,10 @@ def classify_config(args: argparse.Namespace, labels: Sequence[str], template: s
     if args.view_weights == "paper":
         raise CalipError("--view-weights paper is for datasets (`calip3d eval`); give W1,...,WV or uniform")
     weights = None if args.view_weights in (None, "uniform") else tuple(args.view_weights)
-    return ClassifyConfig(labels=tuple(labels), template=template, betas=tuple(betas), temperature=args.temperature,
-                          view_weights=weights, num_points=args.points, up_axis=args.up_axis,
-                          mesh_samples=args.mesh_samples, projector=projector_config(args))
+    return ClassifyConfig(labels=tuple(labels), template=template,
+                          calip=CalipConfig(betas=tuple(betas), temperature=args.temperature), view_weights=weights,
+                          num_points=args.points, up_axis=args.up_axis, mesh_samples=args.mesh_samples,
+                          projector=projector_config(args))
 
 
 @speaks_flags

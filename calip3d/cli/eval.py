@@ -19,8 +19,8 @@ from calip3d.zeroshot import ZERO_SHOT_METHODS, EvalConfig, SearchConfig, TuneCo
 
 from .flags import (
     add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags,
-    add_temperature_flag, check_minimums, dataset_output_name, encode_config, new_parser, output_name, parse_betas,
-    parse_positive_list, parse_view_weights, point_settings, projector_config, run_pipeline, speaks_flags,
+    add_temperature_flag, calip_config, check_minimums, dataset_output_name, encode_config, new_parser, output_name,
+    parse_betas, parse_positive_list, parse_view_weights, point_settings, projector_config, run_pipeline, speaks_flags,
 )
 
 
@@ -150,12 +150,12 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
     check_minimums(args, {"memory_shots": 1, "batch_size": 1, "limit": 1, "tune_shots": 1, "points": 1, "search_steps": 1,
                           "tune_limit": 1, "workers": 0})
     return EvalConfig(
-        dataset=args.dataset, data_root=args.data_root, split=args.split, limit=args.limit, betas=args.betas,
+        dataset=args.dataset, data_root=args.data_root, split=args.split, limit=args.limit,
         templates=args.templates, view_weights=args.view_weights, methods=args.methods,
         stream_seeds=stream_seeds(args), memory_shots=args.memory_shots,
         tune=TuneConfig(on=args.tune_on, shots=args.tune_shots, seed=args.tune_seed, limit=args.tune_limit),
         search=search_config(args), points=point_settings(args), projector=projector_config(args),
-        encode=encode_config(args))
+        encode=encode_config(args), calip=calip_config(args))
 
 
 def check_folder_tuning(config: EvalConfig) -> None:

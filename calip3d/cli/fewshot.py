@@ -14,20 +14,20 @@ import argparse
 from pathlib import Path
 from typing import Sequence
 
+from calip3d.attention import BETA_CHOICES
 from calip3d.errors import CalipError, run_cli
-from calip3d.fewshot import FewShotConfig, TipSettings, TrainOverrides, fewshot_table, run_fewshot
-from calip3d.fewshot.betas import BETA_CHOICES
-from calip3d.fewshot.config import BASES
+from calip3d.fewshot import FewShotConfig, TipSettings, TrainConfig, fewshot_table, run_fewshot
+from calip3d.fewshot.config import BASES, FEATURES
 from calip3d.fewshot.protocol import ALL_SHOTS
-from calip3d.fewshot.methods import FEATURES, METHODS
+from calip3d.fewshot.methods import METHODS
 from calip3d.fewshot.selection import PROTOCOLS
 from calip3d.results import write_json
 from calip3d.sampling import SHORT_CLASSES
 
 from .flags import (
     add_backbone_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags, add_temperature_flag,
-    check_minimums, dataset_output_name, encode_config, new_parser, parse_betas, parse_positive_list, point_settings,
-    projector_config, run_pipeline, speaks_flags,
+    calip_config, check_minimums, dataset_output_name, encode_config, new_parser, parse_betas, parse_positive_list,
+    point_settings, projector_config, run_pipeline, speaks_flags,
 )
 
 
@@ -167,19 +167,18 @@ def fewshot_config(args: argparse.Namespace) -> FewShotConfig:
     return FewShotConfig(
         dataset=args.dataset, data_root=args.data_root, shots=args.shots, seed=args.seed, method=args.method,
         protocol=args.protocol, short_classes=args.short_classes,
-        train=TrainOverrides(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
-                             weight_decay=args.weight_decay, label_smoothing=args.label_smoothing),
+        train=TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.train_batch_size,
+                          weight_decay=args.weight_decay, label_smoothing=args.label_smoothing),
         lr_grid=parse_positive_list("--lr-grid", args.lr_grid) if args.lr_grid else None, hidden=args.hidden,
         learn_betas=args.learn_betas, per_view=args.per_view, augment=args.augment, features=args.features,
         base=args.base, pointnn_normalize=args.pointnn_normalize, pointnn_shuffle=args.pointnn_shuffle,
-        tip=TipSettings(alpha=args.tip_alpha, beta=args.tip_beta,
+        tip=TipSettings(init_alpha=args.tip_alpha, init_beta=args.tip_beta,
                         search_scale=parse_pair("--tip-search-scale", args.tip_search_scale),
                         search_steps=parse_pair("--tip-search-steps", args.tip_search_steps, int)),
-        betas=args.betas,
         templates=args.templates, limit=args.limit, split_dir=args.split_dir, checkpoint=args.checkpoint,
         eval_only=args.eval_only, points=point_settings(args), projector=projector_config(args),
         encode=encode_config(args, cache_dir=args.cache_tokens, use_cache=bool(args.cache_tokens),
-                             announce_cache=True))
+                             announce_cache=True), calip=calip_config(args))
 
 
 @speaks_flags

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from calip3d.attention import CalipConfig
 from calip3d.backbone import BackboneConfig
 from calip3d.datasets import FolderPointSettings, PointSettings, dataset_file_stem, is_folder_dataset
 from calip3d.distributed import DEFAULT_TIMEOUT, Ranks, session
@@ -99,6 +100,8 @@ FIELD_FLAGS: dict[str, str] = {
     "BackboneConfig.pretrained": "--pretrained",
     "BackboneConfig.quick_gelu": "--quick-gelu",
     "BackboneConfig.weights_cache": "--cache-dir-weights",
+    "CalipConfig.betas": "--betas",
+    "CalipConfig.temperature": "--temperature",
     "ClassifyConfig.labels": "--labels",
     "ClassifyConfig.num_points": "--points",
     "ClassifyConfig.template": "--template",
@@ -106,9 +109,7 @@ FIELD_FLAGS: dict[str, str] = {
     "EncodeConfig.batch_size": "--batch-size",
     "EncodeConfig.decode_on_device": "--decode-on-device",
     "EncodeConfig.skip_bad_files": "--skip-bad-files",
-    "EncodeConfig.temperature": "--temperature",
     "EncodeConfig.workers": "--workers",
-    "EvalConfig.betas": "--betas",
     "EvalConfig.limit": "--limit",
     "EvalConfig.memory_shots": "--memory-shots",
     "EvalConfig.methods": "--methods",
@@ -116,7 +117,6 @@ FIELD_FLAGS: dict[str, str] = {
     "EvalConfig.view_weights": "--view-weights",
     "FewShotConfig.augment": "--augment",
     "FewShotConfig.base": "--base",
-    "FewShotConfig.betas": "--betas",
     "FewShotConfig.checkpoint": "--checkpoint",
     "FewShotConfig.eval_only": "--eval-only",
     "FewShotConfig.features": "--features",
@@ -129,6 +129,8 @@ FIELD_FLAGS: dict[str, str] = {
     "FewShotConfig.split_dir": "--split-dir",
     "PointSettings.num_points": "--points",
     "PointSettings.format": "--format",
+    "PointSettings.sampling": "--sampling",
+    "PointSettings.up_axis": "--up-axis",
     "ProjectorConfig.views": "--views",
     "Ranks.timeout": "--dist-timeout",
     "SearchConfig.beta2_max": "--beta2-max",
@@ -138,7 +140,11 @@ FIELD_FLAGS: dict[str, str] = {
     "SearchConfig.steps": "--search-steps",
     "SearchConfig.view_grid": "--view-grid",
     "SearchConfig.view_method": "--method",
-    "TrainOverrides.batch_size": "--train-batch-size",
+    "TrainConfig.batch_size": "--train-batch-size",
+    "TrainConfig.epochs": "--epochs",
+    "TrainConfig.label_smoothing": "--label-smoothing",
+    "TrainConfig.lr": "--lr",
+    "TrainConfig.weight_decay": "--weight-decay",
     "TuneConfig.limit": "--tune-limit",
     "TuneConfig.on": "--tune-on",
     "TuneConfig.seed": "--tune-seed",
@@ -329,9 +335,14 @@ def add_cache_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--no-cache", action="store_true", help="neither read nor write the term cache")
 
 
+def calip_config(args: argparse.Namespace) -> CalipConfig:
+    """CALIP's settings from `--betas` (where the command has it) and `--temperature`."""
+    return CalipConfig(betas=getattr(args, "betas", None), temperature=args.temperature)
+
+
 def encode_config(args: argparse.Namespace, **overrides: Any) -> EncodeConfig:
-    """Encoding settings from the backbone group, `--temperature`, the cache flags and `--skip-bad-files`."""
-    settings: dict[str, Any] = dict(batch_size=args.batch_size, workers=args.workers, temperature=args.temperature,
+    """Encoding settings from the backbone group, the cache flags and `--skip-bad-files`."""
+    settings: dict[str, Any] = dict(batch_size=args.batch_size, workers=args.workers,
                                     cache_dir=getattr(args, "cache_dir", None),
                                     use_cache=not getattr(args, "no_cache", False),
                                     skip_bad_files=getattr(args, "skip_bad_files", False),

@@ -137,13 +137,13 @@ def _explain(item: Shown, args: argparse.Namespace, config: ClassifyConfig, back
     if item.cloud is not None:
         text = backbone.prompt_features(from_templates(config.labels, [config.template], "show").prompts)
         return explain_clouds(backbone, item.cloud, config.projector.build(backbone.image_size), text,
-                              config.labels, config.betas, config.view_weights, config.temperature, args.classes)[0]
+                              config.labels, config.betas, config.view_weights, config.calip.temperature, args.classes)[0]
     info = get_dataset(candidates.image_dataset) if candidates.image_dataset else None
     template = validate_template(args.template or (info.template if info else "a photo of a {}."), "--template")
     betas = args.betas or ((1.0, *info.paper_betas) if info and info.paper_betas else DEFAULT_BETAS)
     text = backbone.prompt_features(from_templates(config.labels, [template], "show").prompts)
     pixels, display = image_inputs(item.image, backbone.transform)
-    return explain_images(backbone, pixels, text, config.labels, betas, config.temperature, args.classes,
+    return explain_images(backbone, pixels, text, config.labels, betas, config.calip.temperature, args.classes,
                           display=display)[0]
 
 

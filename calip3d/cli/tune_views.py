@@ -20,7 +20,7 @@ from calip3d.zeroshot import TuneViewsConfig, run_tune_views
 from .eval import TEMPLATES_HELP, add_search_flags, search_config
 from .flags import (
     add_backbone_flags, add_cache_flags, add_data_flags, add_point_flags, add_projector_flags, add_scale_flags,
-    add_temperature_flag, check_minimums, dataset_output_name, encode_config, new_parser, point_settings,
+    add_temperature_flag, calip_config, check_minimums, dataset_output_name, encode_config, new_parser, point_settings,
     projector_config, run_pipeline, speaks_flags,
 )
 
@@ -71,7 +71,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "calip3d tune-views") ->
         tune_split=args.tune_split, shots=args.shots, seed=args.tune_seed, oracle=args.oracle,
         templates=args.templates,
         search=search_config(args, view_method=args.method, restarts=args.restarts, rounds=args.rounds),
-        points=point_settings(args), projector=projector_config(args), encode=encode_config(args))
+        points=point_settings(args), projector=projector_config(args), encode=encode_config(args),
+        calip=calip_config(args))
     result = run_pipeline(args, config, run_tune_views)
     if result is None:  # another rank of a torchrun job: its shards went to rank 0, which reports
         return 0

@@ -17,7 +17,7 @@ Images are read when they are encoded (an unreadable one stops the run naming it
 `--skip-bad-files`); point clouds are read here, each as the registered datasets' clouds are prepared (y-up,
 `sample_points`, unit sphere), and a bad one (unreadable, empty, NaN) stops the load naming it, or with
 `FolderPointSettings(skip_bad_files=True)` (`--skip-bad-files`) is left out, listed on stderr and in the split's
-`settings["skipped_files"]`. A class folder left without a usable file, and a split without class folders, are
+`settings.skipped_files`. A class folder left without a usable file, and a split without class folders, are
 errors. Every file's path relative to PATH, size and modification time are part of the split's fingerprint (the cache
 key), so adding, removing or replacing a file encodes anew.
 
@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from calip3d.errors import CalipError
 from calip3d.cloud_files import load_point_cloud
-from calip3d.point_preprocessing import check_sampling_method, check_up_axis, normalize_unit_sphere, sample_points
+from calip3d.point_preprocessing import normalize_unit_sphere, sample_points
 
 from .folder_layout import (
     CLASSNAMES_FILE, CLOUD_EXTS, FOLDER_PREFIX, FOLDER_SPLITS, IMAGE_EXTS, IMAGES, POINTS, FolderFile, FolderScan,
@@ -49,7 +49,7 @@ from .images import ImageSplit
 from .pointclouds import PointSettings, PointSplit
 
 MESH_SAMPLES = 10000  # points sampled on a mesh's surface before `sample_points` (classify's default)
-FOLDER_FORMAT = "folder"  # `settings["format"]` of a folder's point-cloud split
+FOLDER_FORMAT = "folder"  # `settings.format` of a folder's point-cloud split
 _PROGRESS_FILES = 100
 __all__ = ["CLASSNAMES_FILE", "CLOUD_EXTS", "FOLDER_FORMAT", "IMAGE_EXTS", "MESH_SAMPLES", "FOLDER_SPLITS", "FolderFile",
            "FolderImageSplit", "FolderPointSettings", "FolderPointSplit", "FolderScan", "files_digest",
@@ -58,10 +58,13 @@ __all__ = ["CLASSNAMES_FILE", "CLOUD_EXTS", "FOLDER_FORMAT", "IMAGE_EXTS", "MESH
 
 @dataclass(frozen=True)
 class FolderPointSettings(PointSettings):
-    """`PointSettings` plus what only a folder of point clouds reads: `skip_bad_files` leaves out the clouds that
-    cannot be read (listed on stderr and in the split's settings) instead of stopping at the first."""
+    """`PointSettings` plus what only a folder of point clouds reads: the points sampled on a mesh's surface
+    (`mesh_samples`), and `skip_bad_files`, which leaves out the clouds that cannot be read instead of stopping at the
+    first. A read split's settings list them in `skipped_files` (`{"file", "error"}` each)."""
 
+    mesh_samples: int = MESH_SAMPLES
     skip_bad_files: bool = False
+    skipped_files: list[dict[str, str]] = field(default_factory=list)
 
 
 def _main_rank() -> bool:
@@ -125,7 +128,8 @@ class FolderPointSplit(PointSplit):
 
 def _read_cloud(path: str, points: PointSettings) -> np.ndarray:
     """One file as the registered datasets' clouds are prepared: y-up, `sample_points`, unit sphere."""
-    cloud = load_point_cloud(path, num_points=None, up_axis=points.up_axis, mesh_samples=MESH_SAMPLES,
+    cloud = load_point_cloud(path, num_points=None, up_axis=points.up_axis,
+                             mesh_samples=getattr(points, "mesh_samples", MESH_SAMPLES),
                              sampling=points.sampling, seed=points.seed)
     try:
         cloud = sample_points(cloud, points.num_points, points.sampling, points.seed)
@@ -138,11 +142,6 @@ def _load_points(scan: FolderScan, split: str, files: Sequence[FolderFile], poin
     if points.format not in (None, FOLDER_FORMAT):
         raise CalipError(f"PointSettings.format {points.format!r} names a ModelNet40 release; {scan.name} is a folder "
                          "of your own files (leave PointSettings.format unset)")
-    check_sampling_method(points.sampling)
-    check_up_axis(points.up_axis)
-    num = points.num_points
-    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
-        raise CalipError(f"num_points must be a positive integer, got {num!r}")
     skip = bool(getattr(points, "skip_bad_files", False))
     clouds, kept, skipped = [], [], []
     bar = tqdm(files, desc=f"{os.path.basename(scan.root)} {split}", unit="file",
@@ -164,9 +163,8 @@ def _load_points(scan: FolderScan, split: str, files: Sequence[FolderFile], poin
         for bad in skipped:
             print(f"  {bad['error']}", file=sys.stderr)
     _check_classes_left(scan, split, files, kept)
-    settings = {"format": FOLDER_FORMAT, "num_points": int(num), "sampling": points.sampling, "seed": int(points.seed),
-                "normalize": bool(points.normalize), "up_axis": points.up_axis, "mesh_samples": MESH_SAMPLES,
-                "skip_bad_files": skip, "skipped_files": skipped}
+    settings = FolderPointSettings(FOLDER_FORMAT, points.num_points, points.sampling, points.seed, points.normalize,
+                                   points.up_axis, getattr(points, "mesh_samples", MESH_SAMPLES), skip, skipped)
     return FolderPointSplit(
         name=scan.name, split=split, classnames=list(scan.classnames),
         points=np.ascontiguousarray(np.stack(clouds), dtype=np.float32),

@@ -32,12 +32,7 @@ from calip3d.encoding import Batch, Loading, point_batches
 from calip3d.errors import CalipError
 from calip3d.cloud_files import check_points, read_text_array
 from calip3d.point_preprocessing import (
-    augment_points,
-    check_sampling_method,
-    check_up_axis,
-    normalize_unit_sphere,
-    sample_points,
-    to_y_up,
+    SAMPLING_METHODS, UP_AXES, augment_points, normalize_unit_sphere, sample_points, to_y_up,
 )
 from calip3d.records import dataset_record
 from calip3d.records.points import H5_DIR as _H5_DIR
@@ -66,6 +61,22 @@ class PointSettings:
     normalize: bool = True
     up_axis: str = "y"
 
+    def __post_init__(self) -> None:
+        num = self.num_points
+        if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+            raise CalipError(f"PointSettings.num_points must be an integer >= 1, got {num!r}")
+        if self.sampling not in SAMPLING_METHODS:
+            raise CalipError(f"PointSettings.sampling must be one of {', '.join(SAMPLING_METHODS)}, got "
+                             f"{self.sampling!r}")
+        if self.up_axis not in UP_AXES:
+            raise CalipError(f"PointSettings.up_axis must be one of {', '.join(UP_AXES)}, got {self.up_axis!r}")
+        for name, kind in (("num_points", int), ("seed", int), ("normalize", bool)):
+            object.__setattr__(self, name, kind(getattr(self, name)))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings as results and cache keys record them (`format` resolved once a split is read)."""
+        return asdict(self)
+
     def load(self, name: str, data_root: Path | str, split: str = "test") -> "PointSplit":
         """`load_point_split` with these settings."""
         return load_point_split(name, data_root, split, fmt=self.format, num_points=self.num_points,
@@ -76,8 +87,8 @@ class PointSettings:
 class PointSplit:
     """One split: `points [N, num_points, 3]` float32 and `labels [N]` int64 into `classnames`.
 
-    `source` names the files read; `settings` (the `PointSettings` used, format resolved) belongs in results next to
-    the accuracy. `augment_seed` is set on copies made by `augmented`.
+    `source` names the files read; `settings` (the `PointSettings` used, `format` resolved; `as_dict()` for results)
+    belongs in results next to the accuracy. `augment_seed` is set on copies made by `augmented`.
     """
 
     name: str
@@ -86,7 +97,7 @@ class PointSplit:
     points: np.ndarray
     labels: np.ndarray
     source: str
-    settings: dict = field(default_factory=dict)
+    settings: PointSettings = field(default_factory=PointSettings)
     augment_seed: int | None = None
 
     def __len__(self) -> int:
@@ -107,9 +118,7 @@ class PointSplit:
             points, labels = self.points[index], self.labels[index]
         except IndexError as err:
             raise CalipError(f"{what}: {err}") from None
-        return replace(
-            self, points=points, labels=labels, classnames=list(self.classnames), settings=dict(self.settings)
-        )
+        return replace(self, points=points, labels=labels, classnames=list(self.classnames))
 
     def augmented(self, seed: int) -> PointSplit:
         """The clouds scaled and shifted at random as PointCLIP augments them (`augment_points`, drawn with `seed`)."""
@@ -118,7 +127,7 @@ class PointSplit:
     def fingerprint(self) -> dict[str, Any]:
         """Every field (for cache keys): the points' and labels' digests, the `PointSettings` used, the source and
         the augmentation seed (the augmented points are in the digest too)."""
-        return fingerprint_fields(self)
+        return {**fingerprint_fields(self, exclude=frozenset({"settings"})), "settings": self.settings.as_dict()}
 
     def batches(self, loading: Loading) -> Iterator[Batch]:
         """`(views [B, V, 3, S, S], labels [B], indices [B])`, projected by `loading.projector`."""
@@ -272,15 +281,11 @@ def load_point_split(
     name = get_dataset(name, POINTS).name
     if split not in POINT_SPLITS:
         raise CalipError(f"unknown split {split!r}; expected one of {', '.join(POINT_SPLITS)}")
-    check_sampling_method(sampling)
-    check_up_axis(up_axis)
-    if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
-        raise CalipError(f"num_points must be a positive integer, got {num_points!r}")
+    asked = PointSettings(fmt, num_points, sampling, seed, normalize, up_axis)  # validates them
     root = Path(data_root)
     if root.exists() and not root.is_dir():  # a root that does not exist yet is empty: the layout error follows
         raise CalipError(f"data root {root} is not a folder")
-    settings = PointSettings(_resolve_format(name, fmt, root), int(num_points), sampling, int(seed), bool(normalize),
-                             up_axis)
+    settings = replace(asked, format=_resolve_format(name, fmt, root))
 
     def prepare(points: np.ndarray) -> np.ndarray:  # [..., P, 3] -> [..., num_points, 3]
         points = sample_points(to_y_up(points, up_axis), num_points, sampling, seed)
@@ -297,7 +302,7 @@ def load_point_split(
             f"{source}: labels must lie in [0, {len(classnames)}), found {labels.min()}..{labels.max()}"
         )
     return PointSplit(name=name, split=split, classnames=classnames, labels=labels, source=source,
-                      points=np.ascontiguousarray(points, dtype=np.float32), settings=asdict(settings))
+                      points=np.ascontiguousarray(points, dtype=np.float32), settings=settings)
 
 
 def _read_h5_split(root: Path, name: str, split: str, prepare: Callable[[np.ndarray], np.ndarray],

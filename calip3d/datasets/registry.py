@@ -2,8 +2,10 @@
 prompt and the published presets of each dataset. It is a view of the dataset records (`calip3d.records`), where
 each dataset is written once; `DATASETS`, `LABEL_SETS` and the lookup follow the records as they change.
 
-`folder:PATH` (or a PATH that is an existing folder) names a dataset of your own files (`calip3d.datasets.folder`),
-described by the same `DatasetInfo`; its name, `folder:` and the absolute path, round-trips through `get_dataset`."""
+`DatasetInfo` is a view of one record: it holds the record and reads the dataset's names, kind, prompt, class names,
+formats and presets from it. `folder:PATH` (or a PATH that is an existing folder) names a dataset of your own files
+(`calip3d.datasets.folder`), described by the same `DatasetInfo` over a `FolderRecord` built from its files; its
+name, `folder:` and the absolute path, round-trips through `get_dataset`."""
 
 from __future__ import annotations
 
@@ -11,14 +13,14 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Generic, Mapping, TypeVar, overload
 
 from calip3d.errors import CalipError
 from calip3d.published import (
     DEFAULT_2D_BETAS_SOURCE, DEFAULT_3D_BETAS, DEFAULT_3D_BETAS_SOURCE, PAPER_BETAS, PAPER_BETAS_SOURCE,
     POINTCLIP_TABLE1_PROJECTION, POINTCLIP_TABLE1_VIEW_WEIGHTS, beta_search_range,
 )
-from calip3d.records import IMAGES, POINTCLOUD_ZS_TEMPLATE, POINTS, DatasetRecord, dataset_record, records, view
+from calip3d.records import IMAGES, POINTCLOUD_ZS_TEMPLATE, POINTS, DatasetRecord, records, view
 from calip3d.records.points import (  # noqa: F401  (re-exported: imported from here by users and tests)
     MODELNET10_CLASSES, MODELNET40_CLASSES, POINTCLOUD_FS_TEMPLATE, SCANOBJECTNN_CLASSES,
 )
@@ -26,26 +28,56 @@ from calip3d.records.points import (  # noqa: F401  (re-exported: imported from 
 from .folder_layout import FOLDER_PREFIX, FOLDER_SPLITS, scan_folder
 
 FOLDER_IMAGE_TEMPLATE = "a photo of a {}."  # a folder of images (CoOp's generic template)
+T = TypeVar("T")
+
+
+class RecordField(Generic[T]):
+    """An attribute of a `DatasetInfo` that reads the field of the same name of its record (on the class: itself)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = name
+
+    @overload
+    def __get__(self, info: None, owner: type) -> RecordField[T]: ...
+
+    @overload
+    def __get__(self, info: DatasetInfo, owner: type | None = None) -> T: ...
+
+    def __get__(self, info: DatasetInfo | None, owner: type | None = None) -> T | RecordField[T]:
+        return self if info is None else getattr(info.record, self.field)
+
+
+@dataclass(frozen=True)
+class FolderRecord(DatasetRecord):
+    """The record of a folder dataset (`folder_info`), built from its files and registered nowhere; unlike the
+    registered records it compares by value, so that two reads of an unchanged folder describe the same dataset."""
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """One dataset. `classnames` is the fixed label order where the release does not store it (None: read from the
-    release, e.g. CoOp's split files); `template` the default single prompt (CoOp's per-dataset template, PointCLIP's
-    zero-shot one for point clouds); `presets_key` the key of PointCLIP's Table 1 for point-cloud datasets. A folder
-    dataset (`calip3d.datasets.folder`) has `folder` (its absolute path), the `splits` found there and its class
-    names in label order."""
+    """One dataset: a view of its `record`, whose fields it reads (`RecordField`): `name`, `kind`, `title`, `aliases`,
+    `template` (the default single prompt: CoOp's per-dataset template, PointCLIP's zero-shot one for point clouds),
+    `classnames` (the fixed label order where the release does not store it; None: read from the release, e.g. CoOp's
+    split files) and `presets_key` (the key of PointCLIP's Table 1 for point-cloud datasets). A folder dataset
+    (`calip3d.datasets.folder`) has `folder` (its absolute path) and the `splits` found there; its `FolderRecord`
+    holds its class names in label order."""
 
-    name: str
-    kind: str
-    title: str
-    template: str
-    aliases: tuple[str, ...] = ()
-    classnames: tuple[str, ...] | None = None
-    formats: tuple[str, ...] = ()
-    presets_key: str | None = None
+    record: DatasetRecord
     folder: str | None = None
     splits: tuple[str, ...] = ()
+
+    name = RecordField[str]()
+    kind = RecordField[str]()
+    title = RecordField[str]()
+    template = RecordField[str]()
+    aliases = RecordField[tuple[str, ...]]()
+    classnames = RecordField[tuple[str, ...] | None]()
+    presets_key = RecordField[str | None]()
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The point-cloud formats of the dataset's releases, the default first (none for images and folders)."""
+        return self.record.points.formats if self.record.points else ()
 
     @property
     def is_points(self) -> bool:
@@ -68,7 +100,7 @@ class DatasetInfo:
         its test split); no point-cloud release has one; a folder dataset when it has PATH/val/."""
         if self.is_folder:
             return "val" in self.splits
-        return dataset_record(self.name).val_split
+        return self.record.val_split
 
     @property
     def paper_betas(self) -> tuple[float, float] | None:
@@ -103,20 +135,13 @@ class DatasetInfo:
         return POINTCLIP_TABLE1_PROJECTION.get(self.presets_key or "")
 
 
-def _info(record: DatasetRecord) -> DatasetInfo:
-    """The registry entry of a dataset record."""
-    return DatasetInfo(name=record.name, kind=record.kind, title=record.title, template=record.template,
-                       aliases=record.aliases, classnames=record.classnames,
-                       formats=record.points.formats if record.points else (), presets_key=record.presets_key)
-
-
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
 
 
 # Aliases are matched ignoring case, '-', '_' and spaces, so CoOp's class names (OxfordPets) and folder names
 # (caltech-101) need no entry of their own.
-DATASETS: Mapping[str, DatasetInfo] = view(lambda rs: {record.name: _info(record) for record in rs})
+DATASETS: Mapping[str, DatasetInfo] = view(lambda rs: {record.name: DatasetInfo(record) for record in rs})
 _LOOKUP: Mapping[str, str] = view(lambda rs: {_norm(alias): record.name for record in rs
                                               for alias in (record.name, record.title, *record.aliases)})
 
@@ -173,10 +198,10 @@ def folder_info(path: str) -> DatasetInfo:
     """The `DatasetInfo` of the folder dataset at `path`, from its file names (`folder_layout.scan_folder`): kind,
     class names in label order, splits, and the default prompt of its kind."""
     scan = scan_folder(path)
-    return DatasetInfo(name=scan.name, kind=scan.kind, title=os.path.basename(scan.root) or scan.root,
-                       template=FOLDER_IMAGE_TEMPLATE if scan.kind == IMAGES else POINTCLOUD_ZS_TEMPLATE,
-                       classnames=scan.classnames, folder=scan.root,
-                       splits=tuple(s for s in FOLDER_SPLITS if s in scan.files))
+    record = FolderRecord(name=scan.name, kind=scan.kind, title=os.path.basename(scan.root) or scan.root,
+                          template=FOLDER_IMAGE_TEMPLATE if scan.kind == IMAGES else POINTCLOUD_ZS_TEMPLATE,
+                          classnames=scan.classnames)
+    return DatasetInfo(record, folder=scan.root, splits=tuple(s for s in FOLDER_SPLITS if s in scan.files))
 
 
 def get_dataset(name: str, kind: str | None = None) -> DatasetInfo:

@@ -161,15 +161,15 @@ class _CacheHead(nn.Module):
 class TipAdapterF(TipAdapter):
     """Tip-Adapter-F: the cache keys are fine-tuned (`TRAIN`: AdamW, lr 1e-3, eps 1e-4, torch's default weight decay
     0.01, batch 256, 20 epochs (EuroSAT: 100), per-step cosine, plain cross-entropy, alpha/beta at their initial
-    values while training), the best epoch is kept (chosen on `select`), then alpha and beta are searched (on
-    `search`). Given `[A, M, D]` augmented copies, epoch e trains on copy (e - 1) mod A (the release re-draws the
-    augmentation every epoch) and the cache starts from their mean."""
+    values while training; `train`'s given settings replace them), the best epoch is kept (chosen on `select`), then
+    alpha and beta are searched (on `search`). Given `[A, M, D]` augmented copies, epoch e trains on copy (e - 1) mod
+    A (the release re-draws the augmentation every epoch) and the cache starts from their mean."""
 
     TRAIN = TrainConfig(epochs=20, lr=1e-3, batch_size=256, weight_decay=0.01, label_smoothing=0.0, adam_eps=1e-4)
 
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
             select: tuple[torch.Tensor, torch.Tensor] | None = None,
-            search: tuple[torch.Tensor, torch.Tensor] | None = None, train: TrainConfig = TRAIN,
+            search: tuple[torch.Tensor, torch.Tensor] | None = None, train: TrainConfig = TrainConfig(),
             progress: bool = False) -> "TipAdapterF":
         self.build_cache(train_feats, train_labels, text)
         feats = torch.as_tensor(train_feats).float()
@@ -179,7 +179,8 @@ class TipAdapterF(TipAdapter):
         head = _CacheHead(self.keys, self.values, self.alpha, self.beta, self.logit_scale)
         select_feats = None if select is None else F.normalize(_features(select[0], 2, "selection features"), dim=-1)
         self.train_result = train_classifier(head, rows, labels, select_feats, None if select is None else select[1],
-                                             self.text, train, progress=progress, desc="Tip-Adapter-F", copies=copies)
+                                             self.text, train.over(self.TRAIN), progress=progress, desc="Tip-Adapter-F",
+                                             copies=copies)
         self.keys = head.keys.detach().cpu()
         if search is not None:
             self.search(*search)
@@ -355,16 +356,17 @@ class PointCLIPAdapter(nn.Module):
 
     def fit(self, train_feats: torch.Tensor, train_labels: torch.Tensor, text: torch.Tensor,
             val_feats: torch.Tensor | None = None, val_labels: torch.Tensor | None = None,
-            train: TrainConfig = TRAIN, progress: bool = True, copies: int = 1) -> TrainResult:
-        """Train as the release (`TRAIN`): SGD (momentum 0.9, weight decay 5e-4), lr 0.01, batch 32, 250 epochs,
-        cosine, 1 constant warm-up epoch at 1e-5, DGCNN's smoothed loss with eps = `label_smoothing` 0.2, incomplete
-        last batch dropped; the best epoch on `val` kept. `copies` augmented copies (rows copy after copy): epoch e
-        trains on copy (e - 1) mod `copies`, as the release augments every epoch."""
+            train: TrainConfig = TrainConfig(), progress: bool = True, copies: int = 1) -> TrainResult:
+        """Train as the release (`TRAIN`, where `train` gives no setting): SGD (momentum 0.9, weight decay 5e-4), lr
+        0.01, batch 32, 250 epochs, cosine, 1 constant warm-up epoch at 1e-5, DGCNN's smoothed loss with eps =
+        `label_smoothing` 0.2, incomplete last batch dropped; the best epoch on `val` kept. `copies` augmented copies
+        (rows copy after copy): epoch e trains on copy (e - 1) mod `copies`, as the release augments every epoch."""
         feats = _features(train_feats, 3, "train features")
         if feats.shape[0] < 2 * copies:
             raise CalipError("PointCLIPAdapter needs at least 2 training samples (batch norm)")
         self._text = _features(text, 2, "text features")
         has_val = val_feats is not None and val_labels is not None
+        train = train.over(self.TRAIN)
         return train_classifier(
             self, feats, train_labels, _features(val_feats, 3, "val features") if has_val else None,
             val_labels if has_val else None, self._text, train,

@@ -6,13 +6,12 @@ from __future__ import annotations
 import torch
 
 from ..aggregation import aggregate_views, mean_weights
+from ..attention import BETA_CHOICES
 from ..datasets import DatasetInfo
 from ..encoding import Tokens, view_terms
 from ..errors import CalipError
 from ..search import search_betas
 from .selection import GIVEN, PUBLISHED, VAL_SHOTS, Selection
-
-BETA_CHOICES = ("val", "paper")
 
 
 def default_betas_choice(protocol: str) -> str:
@@ -37,7 +36,7 @@ def val_shot_betas(info: DatasetInfo, val: Tokens, text: torch.Tensor, temperatu
     the dataset's range; the first maximum in the official loop order."""
     if len(val) == 0:
         raise CalipError("the betas are searched on the val shots, but this split has none: give "
-                         "FewShotConfig.betas='paper' or three betas 1,B2,B3")
+                         "CalipConfig.betas='paper' or three betas 1,B2,B3")
     terms = view_terms(val.global_feats.float(), val.spatial_feats.float(), text.to(val.global_feats.device),
                        temperature)
     if views:
@@ -56,7 +55,7 @@ def resolve_betas(choice: tuple[float, float, float] | str | None, protocol: str
     choice = default_betas_choice(protocol) if choice is None else choice
     if isinstance(choice, str):
         if choice not in BETA_CHOICES:
-            raise CalipError(f"FewShotConfig.betas must be 1,B2,B3, 'val' or 'paper', got {choice!r}")
+            raise CalipError(f"CalipConfig.betas must be 1,B2,B3, 'val' or 'paper', got {choice!r}")
         if choice == "paper":
             return published_betas(info)
         return val_shot_betas(info, val, text, temperature, views)

@@ -61,7 +61,7 @@ class _ClosedForm(FewShotMethod):
     RELEASED: ClassVar[str]
 
     def _search_selection(self) -> Selection:
-        return released_search(self.WHAT, self.RULE, self.settings.protocol, self.settings.has_val_split,
+        return released_search(self.WHAT, self.RULE, self.settings.options.protocol, self.settings.has_val_split,
                                self.RELEASED)
 
     def selections(self) -> list[Selection]:
@@ -326,7 +326,7 @@ class TipXMethod(_ClosedForm):
 
     def _range_selection(self) -> Selection:
         what, rule = "KL rescaling range", "min and max of the KL matrix, mapped to the searched set's affinity range"
-        if self.settings.protocol == "honest":
+        if self.settings.options.protocol == "honest":
             return Selection(what, VAL_SHOTS, "min and max of the val shots' KL matrix and affinities")
         return Selection(what, TEST_SPLIT, rule, "as released: tipx.py rescales the test KL matrix by its own min "
                          "and max to the val affinities' range (new_knowledge of the last val iteration); it reads "
@@ -350,7 +350,7 @@ class TipXMethod(_ClosedForm):
                                  search.labels.to(self._device), grids)
             self.alpha, self.beta, self.gamma = (result.params[k] for k in ("alpha", "beta", "gamma"))
             self.ranges = TipXRanges(kl_range, affinity_range, f"the {source}", f"the {source}")
-            if self.settings.protocol == "release" and source != TEST_SPLIT:
+            if self.settings.options.protocol == "release" and source != TEST_SPLIT:
                 test_kl, _ = tipx_ranges(self.cache, self._features(data.sets[TEST_SPLIT].global_feats))
                 self.ranges = TipXRanges(test_kl, affinity_range, "the test split (as released)",
                                          f"the {source} (as released: the val affinities' range)")

@@ -25,10 +25,10 @@ from ..metrics import topk_accuracy
 from ..reference import register_comparable
 from ..published import LOGIT_SCALE, TIP_ADAPTER_FALLBACK, TIP_ADAPTER_RELEASED, TIP_ADAPTER_SOURCE, TipAdapterRelease
 from .baselines import LinearProbe, PointCLIPAdapter, TipAdapter, TipAdapterF
+from .config import FewShotConfig
 from .selection import TEST_SPLIT, VAL_SHOTS, Selection, released_search
-from .training import TrainConfig, TrainResult, predict, train_classifier
+from .training import TRAIN_DEFAULTS, TrainConfig, TrainResult, predict, train_classifier
 
-FEATURES = ("raw", "normalized")
 METHODS: dict[str, type["FewShotMethod"]] = {}  # filled by `register_method`, in registration order
 
 
@@ -84,49 +84,19 @@ def tip_released(dataset: str) -> tuple[TipAdapterRelease, str]:
 
 
 @dataclass(frozen=True)
-class TipSettings:
-    """Tip-Adapter's cache settings (`--tip-*`): initial `alpha` and `beta` (Tip-Adapter-F trains with them), the
-    search grids' upper bounds (beta, alpha) and steps; None: the dataset's released config."""
-
-    alpha: float | None = None
-    beta: float | None = None
-    search_scale: tuple[float, float] | None = None
-    search_steps: tuple[int, int] | None = None
-
-    def resolve(self, dataset: str) -> dict[str, Any]:
-        """Every setting (the released config's where None) and where they came from."""
-        released, source = tip_released(dataset)
-        values = {"init_alpha": self.alpha, "init_beta": self.beta, "search_scale": self.search_scale,
-                  "search_steps": self.search_steps}
-        resolved = {k: getattr(released, k) if v is None else v for k, v in values.items()}
-        given = [name for name, v in zip(("--tip-alpha", "--tip-beta", "--tip-search-scale", "--tip-search-steps"),
-                                         values.values()) if v is not None]
-        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
-                "config": source + (f"; {', '.join(given)} given" if given else "")}
-
-
-@dataclass(frozen=True)
 class MethodSettings:
-    """Settings every method may read: the dataset, protocol and whether the dataset has a val split, CALIP's betas
-    (how they were chosen: `betas_selection`) and temperature, the seed and device, CALIP-FS's module shape
-    (`hidden` rank, `learn_betas`, `shared_views`), Tip-Adapter's settings, the baselines' input `features` and the
-    number of augmented copies."""
+    """What a method reads: the run's config (`options`: the user's choices) and what the run resolved: the
+    dataset's name and whether it has a val split, CALIP's betas (how they were chosen: `betas_selection`) and
+    temperature, the device and the number of augmented copies (`options.augment` or the method's default)."""
 
+    options: FewShotConfig
     dataset: str
-    protocol: str
     has_val_split: bool
     betas: tuple[float, float, float]
     betas_selection: Selection
     temperature: float
-    seed: int
     device: str
-    hidden: int | None = None
-    learn_betas: bool = False
-    shared_views: bool = True
-    tip: TipSettings = TipSettings()
-    features: str = "raw"
-    augment: int = 0
-    base: str | None = None
+    augment: int
 
 
 @dataclass
@@ -168,13 +138,13 @@ class FewShotMethod:
     needs_pointnn: ClassVar[bool] = False  # fitted on Point-NN features of the clouds (FitData.extra["pointnn"])
     all_shots: ClassVar[bool] = False  # takes `shots` "all" (the whole train split)
 
-    def __init__(self, settings: MethodSettings, views: int | None, train: TrainConfig | None = None) -> None:
+    def __init__(self, settings: MethodSettings, views: int | None) -> None:
         if self.needs_views and not views:
             raise CalipError(f"FewShotConfig.method {self.name!r} needs a 3D dataset (it adapts per-view features)")
         self.settings, self.views = settings, views
         defaults = self.train_defaults(settings.dataset)
         self.train_config = None if defaults is None else \
-            replace(train or defaults, seed=settings.seed, device=settings.device)
+            replace(settings.options.train.over(defaults), seed=settings.options.seed, device=settings.device)
         self.module: torch.nn.Module | None = None
         self.train_result: TrainResult | None = None
         self.val_top1: float | None = None
@@ -183,8 +153,8 @@ class FewShotMethod:
 
     @classmethod
     def train_defaults(cls, dataset: str) -> TrainConfig | None:
-        """The training settings this method uses on `dataset` unless the user overrides them."""
-        return cls.TRAIN
+        """Every training setting this method uses on `dataset` where the user gives none (`FewShotConfig.train`)."""
+        return None if cls.TRAIN is None else cls.TRAIN.over(TRAIN_DEFAULTS)
 
     @classmethod
     def default_augment(cls, dataset: str) -> int:
@@ -197,7 +167,9 @@ class FewShotMethod:
 
     def with_lr(self, lr: float) -> "FewShotMethod":
         """A fresh copy of this method that trains with learning rate `lr`."""
-        return type(self)(self.settings, self.views, replace(self.train_config, lr=lr))
+        options = self.settings.options
+        return type(self)(replace(self.settings, options=replace(options, train=replace(options.train, lr=lr))),
+                          self.views)
 
     def fit(self, data: FitData) -> None:
         """Fit on `data`; the accuracy on the val shots is kept in `val_top1`."""
@@ -219,7 +191,7 @@ class FewShotMethod:
     def base(self) -> str | None:
         """The zero-shot logits this method adds to: "clip" (CLIP / PointCLIP), "calip" (CALIP with the run's
         betas) or None."""
-        base = self.settings.base or self.DEFAULT_BASE
+        base = self.settings.options.base or self.DEFAULT_BASE
         return "clip" if base == "pointclip" else base
 
     def base_logits(self, batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
@@ -245,7 +217,7 @@ class CalipFS(FewShotMethod):
     name = "calip-fs"
     OPTIONS = frozenset({"train", "lr_grid", "hidden", "learn_betas", "per_view", "augment", "checkpoint",
                          "eval_only"})
-    TRAIN = TrainConfig()
+    TRAIN = TRAIN_DEFAULTS
     module_checkpointed = True
 
     def selections(self) -> list[Selection]:
@@ -254,11 +226,11 @@ class CalipFS(FewShotMethod):
         return [self.settings.betas_selection, epoch, *self.extra_selections]
 
     def build_module(self, dim: int) -> torch.nn.Module:
-        s = self.settings
+        s, o = self.settings, self.settings.options
         views = self.views or 1
-        self.module = ParametricCALIP(dim, num_views=views, shared_views=s.shared_views, hidden=s.hidden,
-                                      betas=s.betas, learn_betas=s.learn_betas, temperature=s.temperature,
-                                      view_weights=mean_weights(views) if self.views else None, init_seed=s.seed)
+        self.module = ParametricCALIP(dim, num_views=views, shared_views=not o.per_view, hidden=o.hidden,
+                                      betas=s.betas, learn_betas=o.learn_betas, temperature=s.temperature,
+                                      view_weights=mean_weights(views) if self.views else None, init_seed=o.seed)
         return self.module
 
     def fit(self, data: FitData) -> None:
@@ -275,9 +247,9 @@ class CalipFS(FewShotMethod):
         return predict(self.module, (batch.global_feats, batch.spatial_feats), text, device=self.settings.device)
 
     def hyperparameters(self) -> dict[str, Any]:
-        s = self.settings
-        return {**super().hyperparameters(), "hidden": s.hidden, "learn_betas": s.learn_betas,
-                "shared_views": s.shared_views, "betas": list(s.betas), "temperature": s.temperature,
+        s, o = self.settings, self.settings.options
+        return {**super().hyperparameters(), "hidden": o.hidden, "learn_betas": o.learn_betas,
+                "shared_views": not o.per_view, "betas": list(s.betas), "temperature": s.temperature,
                 **self._augmentation("the copies are extra training rows")}
 
 
@@ -298,7 +270,7 @@ class TipAdapterMethod(FewShotMethod):
 
     def _search_selection(self) -> Selection:
         return released_search("alpha, beta", "first maximum of Tip-Adapter's grid (beta outer, alpha inner)",
-                               self.settings.protocol, self.settings.has_val_split, self.RELEASED)
+                               self.settings.options.protocol, self.settings.has_val_split, self.RELEASED)
 
     def selections(self) -> list[Selection]:
         return [self._search_selection()]
@@ -314,7 +286,7 @@ class TipAdapterMethod(FewShotMethod):
         return (flat_global(tokens.global_feats), tokens.labels) if len(tokens) else None
 
     def fit(self, data: FitData) -> None:
-        tip = self.settings.tip.resolve(self.settings.dataset)
+        tip = self.settings.options.tip.resolve(*tip_released(self.settings.dataset))
         (beta_scale, alpha_scale), (beta_steps, alpha_steps) = tip["search_scale"], tip["search_steps"]
         self.model = self.MODEL(alpha=tip["init_alpha"], beta=tip["init_beta"], beta_scale=beta_scale,
                                 alpha_scale=alpha_scale, beta_steps=beta_steps, alpha_steps=alpha_steps)
@@ -346,10 +318,10 @@ class TipAdapterFMethod(TipAdapterMethod):
 
     @classmethod
     def train_defaults(cls, dataset: str) -> TrainConfig:
-        return replace(cls.TRAIN, epochs=tip_released(dataset)[0].train_epochs)
+        return replace(super().train_defaults(dataset), epochs=tip_released(dataset)[0].train_epochs)
 
     def _epoch_selection(self) -> Selection:
-        if self.settings.protocol == "honest":
+        if self.settings.options.protocol == "honest":
             return Selection("epoch", VAL_SHOTS, "first best accuracy at the initial alpha, beta")
         return Selection("epoch", TEST_SPLIT, "first best accuracy at the initial alpha, beta", "as released: "
                          "Tip-Adapter main.py evaluates every epoch on test and keeps the best", oracle=True)
@@ -379,23 +351,23 @@ class LinearProbeMethod(FewShotMethod):
     OPTIONS = frozenset({"features", "augment"})
 
     def selections(self) -> list[Selection]:
-        if self.settings.protocol == "honest":
+        if self.settings.options.protocol == "honest":
             return [Selection("C", VAL_SHOTS, "best of CoOp's grid and 8 bisection steps")]
         return [Selection("C", VAL_SHOTS, "winner of the last of 8 bisection steps after CoOp's grid",
                           "as released: CoOp lpclip/linear_probe.py")]
 
     def _inputs(self, batch: TokenBatch) -> torch.Tensor:
-        raw = self.settings.features == "raw"
+        raw = self.settings.options.features == "raw"
         return raw_global(batch).flatten(1) if raw else flat_global(batch.global_feats)
 
     def fit(self, data: FitData) -> None:
         rows, val = data.rows(), data.sets[VAL_SHOTS]
         has_val = len(val) > 0
-        choose = "best" if self.settings.protocol == "honest" else "last"
+        choose = "best" if self.settings.options.protocol == "honest" else "last"
         self.model = LinearProbe(normalize=False, choose=choose).fit(
             self._inputs(rows), rows.labels, self._inputs(val) if has_val else None, val.labels if has_val else None,
             num_classes=data.text.shape[0])
-        self.details = {"C": self.model.C, "features": self.settings.features, "choose": choose,
+        self.details = {"C": self.model.C, "features": self.settings.options.features, "choose": choose,
                         "search": [list(map(float, x)) for x in self.model.search_history],
                         **self._augmentation("the copies are extra training rows")}
         self._score_val(data)
@@ -421,7 +393,7 @@ class PointCLIPAdapterMethod(FewShotMethod):
         return 10
 
     def selections(self) -> list[Selection]:
-        if self.settings.protocol == "honest":
+        if self.settings.options.protocol == "honest":
             epoch = Selection("epoch", VAL_SHOTS, "first best accuracy")
         else:
             epoch = Selection("epoch", TEST_SPLIT, "first best accuracy", "as released: PointCLIP's ModelNet40 val "
@@ -429,11 +401,11 @@ class PointCLIPAdapterMethod(FewShotMethod):
         return [epoch, *self.extra_selections]
 
     def _inputs(self, batch: TokenBatch) -> torch.Tensor:
-        return raw_global(batch) if self.settings.features == "raw" else batch.global_feats.float()
+        return raw_global(batch) if self.settings.options.features == "raw" else batch.global_feats.float()
 
     def build_module(self, dim: int) -> torch.nn.Module:
         with torch.random.fork_rng():  # the adapter's layers draw their initial weights from the seeded global RNG
-            torch.manual_seed(self.settings.seed)
+            torch.manual_seed(self.settings.options.seed)
             self.module = PointCLIPAdapter(dim, self.views)
         return self.module
 
@@ -451,7 +423,7 @@ class PointCLIPAdapterMethod(FewShotMethod):
         return predict(self.module, self._inputs(batch), text, device=self.settings.device)
 
     def hyperparameters(self) -> dict[str, Any]:
-        return {**super().hyperparameters(), "features": self.settings.features,
+        return {**super().hyperparameters(), "features": self.settings.options.features,
                 **self._augmentation("one copy per epoch, cycled (the release draws anew every epoch)")}
 
 

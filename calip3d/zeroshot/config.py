@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from calip3d.datasets import PointSettings
-from calip3d.encoding import EncodeConfig
 from calip3d.errors import CalipError, check_at_least
 from calip3d.published import DEFAULT_SEARCH_STEPS, VIEW_WEIGHT_GRID
-from calip3d.projection import ProjectorConfig
+from calip3d.run_context import RunConfig
 
 TUNE_ON = ("val", "none", "test")
 
@@ -61,63 +59,58 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """One zero-shot evaluation. `betas` adds a row with the user's betas (3D: replaces the default pair);
-    `view_weights` None/"uniform", "paper" (PointCLIP Table 1, ORACLE) or explicit weights; `points` and
-    `projector` apply to point-cloud datasets; `data_root` None = the default data root (`calip3d.fetch`); `methods` the
-    zero-shot methods to score, by registry name (None: the default set, `calip3d.zeroshot.ZERO_SHOT_METHODS`);
-    `stream_seeds` the test-stream orders of the test-time methods (TDA; the release's seed 1), scores averaged;
-    `memory_shots` train clouds per class in Point-NN's memory (its rows need one)."""
+class SplitRunConfig(RunConfig):
+    """A `RunConfig` scored on one split: `split` (its first `limit` items) with the prompts `templates` names."""
 
-    dataset: str
-    data_root: str | None = None
     split: str = "test"
     limit: int | None = None
-    betas: tuple[float, float, float] | None = None
     templates: str = "default"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_at_least(self.limit, 1, f"{type(self).__name__}.limit")
+
+
+@dataclass(frozen=True)
+class EvalConfig(SplitRunConfig):
+    """One zero-shot evaluation. `calip.betas` adds a row with the user's betas (3D: replaces the default pair);
+    `view_weights` None/"uniform", "paper" (PointCLIP Table 1, ORACLE) or explicit weights; `methods` the zero-shot
+    methods to score, by registry name (None: the default set, `calip3d.zeroshot.ZERO_SHOT_METHODS`); `stream_seeds`
+    the test-stream orders of the test-time methods (TDA; the release's seed 1), scores averaged; `memory_shots`
+    train clouds per class in Point-NN's memory (its rows need one); `tune` the held-out tuning set and `search` how
+    betas and view weights are searched on it."""
+
     view_weights: str | tuple[float, ...] | None = None
     methods: tuple[str, ...] | None = None
     stream_seeds: tuple[int, ...] = (1,)
     memory_shots: int | None = None
     tune: TuneConfig = field(default_factory=TuneConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
-    points: PointSettings = field(default_factory=PointSettings)
-    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self.limit, 1, "EvalConfig.limit")
-        check_at_least(self.points.num_points, 1, "PointSettings.num_points")
+        super().__post_init__()
         check_at_least(self.memory_shots, 1, "EvalConfig.memory_shots")
         if not self.stream_seeds:
             raise CalipError("EvalConfig.stream_seeds must hold at least one seed")
-        if self.betas is not None and len(self.betas) != 3:
-            raise CalipError(f"EvalConfig.betas must be three numbers (beta1, beta2, beta3), got {list(self.betas)}")
+        self.calip.numeric_betas("EvalConfig")
 
 
 @dataclass(frozen=True)
-class TuneViewsConfig:
+class TuneViewsConfig(SplitRunConfig):
     """View-weight (and beta) tuning of a point-cloud dataset on `tune_split` ("fewshot": `shots` train clouds per
     class drawn with `seed`; "train": the whole train split), scored on `split`; `search` says how (its default here:
-    3 restarts of coordinate ascent); `oracle` also tunes on the evaluated split's labels (labelled ORACLE)."""
+    3 restarts of coordinate ascent); `oracle` also tunes on the evaluated split's labels (labelled ORACLE);
+    `calip.betas` replaces the default pair of the untuned CALIP row."""
 
-    dataset: str
-    data_root: str | None = None
-    split: str = "test"
-    limit: int | None = None
     tune_split: str = "fewshot"
     shots: int = 16
     seed: int = 1
     oracle: bool = False
-    templates: str = "default"
     search: SearchConfig = field(default_factory=lambda: SearchConfig(restarts=3))
-    points: PointSettings = field(default_factory=PointSettings)
-    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def __post_init__(self) -> None:
-        check_at_least(self.limit, 1, "TuneViewsConfig.limit")
+        super().__post_init__()
         check_at_least(self.shots, 1, "TuneViewsConfig.shots")
-        check_at_least(self.points.num_points, 1, "PointSettings.num_points")
         if self.tune_split not in ("fewshot", "train"):
             raise CalipError(f"TuneViewsConfig.tune_split must be 'fewshot' or 'train', got {self.tune_split!r}")
+        self.calip.numeric_betas("TuneViewsConfig")

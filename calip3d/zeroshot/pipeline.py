@@ -13,73 +13,73 @@ Used by `calip3d eval`, and from Python::
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from calip3d.backbone import CLIPBackbone
-from calip3d.datasets import DatasetInfo, PointSettings, Split, data_root, get_dataset, load_split
+from calip3d.datasets import DatasetInfo, Split
 from calip3d.encoding import Encoder, Terms
 from calip3d.errors import CalipError
-from calip3d.fetch import dataset_provenance
 from calip3d.pointnn.features import PointNNConfig, pointnn_features
 from calip3d.prompts import build_prompts
 from calip3d.results import EvalResult, provenance
+from calip3d.run_context import RunContext
 from calip3d.sampling import sample_per_class
 
-from .config import EvalConfig, TuneConfig
+from .config import EvalConfig, SplitRunConfig, TuneConfig
 from .registry import ScoringRun, Tuning, ViewWeights, needs_of, score_methods, select_methods
 
 
 @dataclass
 class Prepared:
-    """What every zero-shot pipeline starts from: the dataset, the evaluated split (limited), the encoder, the prompts
-    and the test terms (None on the ranks of a torchrun job other than 0), their cache status and how their encoding
-    was spread over the ranks."""
+    """What every zero-shot pipeline starts from: the run's context (dataset, data root, projector, encoder), the
+    evaluated split (limited), the prompts and the test terms (None on the ranks of a torchrun job other than 0), their
+    cache status and how their encoding was spread over the ranks."""
 
-    info: DatasetInfo
-    root: str
+    context: RunContext
     test: Split
-    encoder: Encoder
     prompts: Any
     text: Any
-    terms: Terms | None
-    cache_status: str
-    distribution: dict[str, Any]
+    terms: Terms | None = None
+    cache_status: str = ""
+    distribution: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def info(self) -> DatasetInfo:
+        return self.context.info
+
+    @property
+    def encoder(self) -> Encoder:
+        return self.context.encoder
+
+    def encode(self, split: Split, desc: str) -> Terms | None:
+        """The terms of another split of the run's dataset against the run's prompts (e.g. the tuning set)."""
+        return self.encoder.terms(split, self.text, self.prompts.description, desc=desc)
+
+    def provenance(self, config: SplitRunConfig, **fields: Any) -> dict[str, Any]:
+        """What a zero-shot result records: the context's provenance (data, model, encoding, point settings,
+        projector), the prompts, the evaluated split's file, CALIP's temperature, the limit, the cache status and
+        `fields`."""
+        return provenance(**self.context.provenance(
+            self.test, self.distribution, templates=self.prompts.description, split_file=self.test.source,
+            temperature=config.calip.temperature, limit=config.limit), cache=self.cache_status, **fields)
 
 
-def prepare(config: Any, backbone: CLIPBackbone, projector: Any | None = None) -> Prepared:
-    """Load the evaluated split (first `config.limit` items), build the encoder and prompts, encode the test terms
-    (over the ranks of the current session: see `Encoder`)."""
-    info = get_dataset(config.dataset)
-    root = str(data_root(config.data_root))
-    test = load_split(info.name, root, config.split, config.points)
+def prepare(config: SplitRunConfig, context: RunContext) -> Prepared:
+    """Load the evaluated split (first `config.limit` items) and the prompts, encode the test terms (over the ranks
+    of the current session: see `Encoder`)."""
+    test = context.load(config.split)
     if config.limit:
         test = test.subset(np.arange(min(config.limit, len(test))))
-    if info.is_points and projector is None:
-        projector = config.projector.build(backbone.image_size)
-    encoder = config.encode.encoder(backbone, projector)
-    prompts = build_prompts(info.name, test.classnames, config.templates)
-    text = backbone.prompt_features(prompts.prompts)
-    terms = encoder.terms(test, text, prompts.description, desc=f"{info.name} {config.split}")
-    return Prepared(info, root, test, encoder, prompts, text, terms, encoder.cache.last_status,
-                    encoder.distribution())
-
-
-def data_provenance(run: Prepared) -> dict[str, Any]:
-    """The data root used, and the checksums of the dataset's files where calip3d fetched them."""
-    fmt = run.test.settings["format"] if run.info.is_points else None
-    return dataset_provenance(run.info.name, run.root, fmt)
-
-
-def encoding_provenance(run: Prepared) -> dict[str, Any]:
-    """How the test items were encoded: over how many ranks (`world_size`, `backend`, `items_per_rank`), compiled or
-    not, and where images were decoded."""
-    decode = run.encoder.loading.decode_on_device and not run.info.is_points
-    return {**run.distribution, "compiled": run.encoder.backbone.compiled,
-            **({"decode": run.encoder.loading.fingerprint()["decode_on_device"]} if decode else {})}
+    prompts = build_prompts(context.info.name, test.classnames, config.templates)
+    text = context.backbone.prompt_features(prompts.prompts)
+    run = Prepared(context, test, prompts, text)
+    run.terms = run.encode(test, f"{context.info.name} {config.split}")
+    run.cache_status, run.distribution = context.encoder.cache.last_status, context.encoder.distribution()
+    return run
 
 
 def tuning_plan(tune_on: str, split: str, tuning_split: str) -> tuple[bool, bool]:
@@ -94,21 +94,21 @@ def tuning_plan(tune_on: str, split: str, tuning_split: str) -> tuple[bool, bool
     return True, tune_on == "test"
 
 
-def draw_shots(info: DatasetInfo, data_root: str, points: PointSettings, shots: int, seed: int,
-               limit: int | None = None) -> tuple[Split, str]:
+def draw_shots(context: RunContext, shots: int, seed: int, limit: int | None = None) -> tuple[Split, str]:
     """`shots` train items per class drawn with `seed` (first `limit` of them), and their description."""
-    train = load_split(info.name, data_root, "train", points)
+    train = context.load("train")
     draw = sample_per_class(train.labels, shots, seed, num_classes=len(train.classnames))
     rows = draw.indices[:limit] if limit else draw.indices
-    noun = "clouds" if info.is_points else "images"
+    noun = "clouds" if context.info.is_points else "images"
     return train.subset(rows), f"{shots} train {noun} per class (seed {seed}), {len(rows)} {noun}"
 
 
-def tuning_set(info: DatasetInfo, root: str, config: EvalConfig, tune: TuneConfig) -> tuple[Split, str]:
+def tuning_set(context: RunContext, tune: TuneConfig) -> tuple[Split, str]:
     """The held-out tuning set: CoOp's val split, or train shots for ImageNet (whose CoOp val is its test) and 3D."""
+    info = context.info
     if not info.has_val_split:
-        return draw_shots(info, root, config.points, tune.shots, tune.seed, tune.limit)
-    val = load_split(info.name, root, "val", config.points)
+        return draw_shots(context, tune.shots, tune.seed, tune.limit)
+    val = context.load("val")
     if tune.limit:
         val = val.subset(range(min(tune.limit, len(val))))
     noun = "clouds" if info.is_points else "images"
@@ -118,7 +118,7 @@ def tuning_set(info: DatasetInfo, root: str, config: EvalConfig, tune: TuneConfi
 def pointnn_inputs(run: Prepared, config: EvalConfig, tuning: Split, tuning_description: str) -> dict[str, Any]:
     """Point-NN features of the memory (`memory_shots` train clouds per class, drawn with the tuning seed apart from
     the tuning clouds), of the tuning set and of the test split (rank 0; every rank encodes its share)."""
-    train = load_split(run.info.name, run.root, "train", config.points)
+    train = run.context.load("train")
     k = len(train.classnames)
     held = sample_per_class(train.labels, config.tune.shots, config.tune.seed, num_classes=k).indices
     held = held[:config.tune.limit] if config.tune.limit else held
@@ -138,42 +138,35 @@ def run_eval(config: EvalConfig, backbone: CLIPBackbone) -> EvalResult | None:
     """Zero-shot CLIP / PointCLIP vs CALIP on one dataset split, under the honest tuning protocol. In a torchrun job
     (`calip3d.distributed.session`) every rank encodes its shards; rank 0 searches and returns the result, the other
     ranks None."""
-    info = get_dataset(config.dataset)
-    projector = config.projector.build(backbone.image_size) if info.is_points else None
-    if projector is not None:  # checked before anything is encoded
-        view_weights = resolve_view_weights(config.view_weights, info, projector.num_views)
+    context = RunContext.build(config, backbone)
+    info = context.info
+    if info.is_points:  # checked before anything is encoded
+        view_weights = resolve_view_weights(config.view_weights, info, context.views)
     chosen = select_methods(config.methods, info)
-    run = prepare(config, backbone, projector)
+    run = prepare(config, context)
     tuning_split = "val" if info.has_val_split else ("test" if info.name == "imagenet" else "train")
     tune, oracle = tuning_plan(config.tune.on, config.split, tuning_split)
-    tuning, tuning_split_file = None, None
+    tuning = None
     if tune:
-        split, description = tuning_set(info, run.root, config, config.tune)
-        tuning = Tuning(run.encoder.terms(split, run.text, run.prompts.description, desc="tuning set"), description)
-        tuning_split_file = split.source
+        split, description = tuning_set(context, config.tune)
+        tuning = Tuning(run.encode(split, "tuning set"), description)
     extra = {}
     if "pointnn" in needs_of(chosen) and config.memory_shots is not None and tuning is not None:
         extra["pointnn"] = pointnn_inputs(run, config, split, description)
     if not run.encoder.ranks.main:
         return None
-    scoring = ScoringRun(info, run.terms, tuning, oracle, config.betas,
+    scoring = ScoringRun(info, run.terms, tuning, oracle, config.calip.betas,
                          view_weights if info.is_points else ViewWeights(), config.search,
                          config.search.beta_range(info.beta_search_range), options=config, extra=extra)
     methods = score_methods(chosen, scoring, explicit=config.methods is not None)
-    common = dict(backbone=backbone.info.as_dict(), precision=backbone.precision,
-                  templates=run.prompts.description, split_file=run.test.source,
-                  temperature=config.encode.temperature, limit=config.limit, data=data_provenance(run),
-                  **encoding_provenance(run))
     if info.is_points:
-        prov = provenance(**common, points=run.test.settings, projector=run.encoder.loading.projector.describe(),
-                          cache=run.cache_status, tuning_set=tuning.description if tuning else None)
+        prov = run.provenance(config, tuning_set=tuning.description if tuning else None)
     else:
         skipped = len(run.test) - len(run.terms.labels)
         if skipped:
             print(f"warning: skipped {skipped} unreadable image(s) (--skip-bad-files)", file=sys.stderr)
-        tune_info = {"tuning_set": tuning.description, "tuning_split_file": tuning_split_file} if tuning else {}
-        prov = provenance(**common, skipped_files=skipped, transform=repr(backbone.transform), cache=run.cache_status,
-                          **tune_info)
+        tune_info = {"tuning_set": tuning.description, "tuning_split_file": split.source} if tuning else {}
+        prov = run.provenance(config, skipped_files=skipped, transform=repr(backbone.transform), **tune_info)
     return EvalResult(info.name, config.split, int(len(run.terms.labels)), len(run.test.classnames), methods, prov)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, ClassVar, Sequence
 
 import torch
 
+from calip3d.attention import calip_scores
 from calip3d.datasets import DatasetInfo
 from calip3d.encoding import Terms
 from calip3d.errors import CalipError
@@ -109,6 +110,13 @@ class ZeroShotMethod:
 
     def score(self, run: ScoringRun) -> MethodResult:
         raise NotImplementedError
+
+    def calip_row(self, run: ScoringRun, betas: tuple[float, ...] | None, weights: list[float] | None = None,
+                  **fields: Any) -> MethodResult:
+        """This method's row from the test terms: `calip_scores(terms, betas, weights)` scored against the labels
+        (betas None: the CLIP term alone; weights None: images, or uniform views), with the row's other `fields`."""
+        scores = accuracies(calip_scores(run.test.triple, betas, weights), run.labels)
+        return MethodResult(self.name, **scores, betas=None if betas is None else list(betas), **fields)
 
 
 ZERO_SHOT_METHODS: dict[str, type[ZeroShotMethod]] = {}
