@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
+from bench_report import Report, machine
 from calip3d.fewshot import closed_form as cf
 
 SHOTS, PASSES, DIM, CLASSES, EVALS = 16, 10, 1024, 1000, 50_000
@@ -224,14 +223,9 @@ def main() -> None:
     parser.add_argument("--append", action="store_true", help="append to --output instead of replacing it")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    say(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; synthetic L2-normalised features with class structure")
+    report = Report()
+    say = report.say
+    say(f"{machine()}; synthetic L2-normalised features with class structure")
     say(f"command: python {' '.join(sys.argv)}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     warm = synthetic(0.002, args.seed + 1)  # first calls load kernels (LAPACK, einsum's helpers): not timed
@@ -258,10 +252,7 @@ def main() -> None:
             t_fast, chosen = timed(METHODS[name][0], full)
             say(f"{name}: fit + whole released search {t_fast:.1f} s -> {fmt(chosen)}")
     if args.output:
-        path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a" if args.append else "w") as out:
-            out.write("\n".join(lines) + "\n")
+        report.write(args.output, args.append)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from bench_report import Report
 from calip3d.pointnn import PointNN
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,11 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    lines: list[str] = []
-
-    def say(text: str = "") -> None:
-        print(text, flush=True)
-        lines.append(text)
+    report = Report()
+    say = report.say
 
     device = torch.device(args.device)
     clouds_np, real = load_clouds(args.clouds)
@@ -242,10 +240,7 @@ def main() -> None:
     say("for c.x and PointNN's per-axis products pick different neighbours; with the per-axis product in the "
         "re-expression too, only rounding is left.")
     if args.output:
-        path = Path(args.output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(lines) + "\n")
-        print(f"wrote {path}")
+        print(f"wrote {report.write(args.output)}")
 
 
 if __name__ == "__main__":

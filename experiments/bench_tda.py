@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import resource
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from bench_report import Report, machine
 from calip3d.zeroshot.tda import TDA_RELEASED, TDASettings, tda_logits
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "measurements" / "tda_cpu.txt"
@@ -116,14 +116,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    lines: list[str] = []
-
-    def say(text: str) -> None:
-        print(text, flush=True)
-        lines.append(text)
-
-    say(f"torch {torch.__version__}, {torch.get_num_threads()} CPU thread(s), load average "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    report = Report()
+    say = report.say
+    say(machine())
     feats, logits, labels = synthetic_stream(args.seed, args.samples, args.dim, args.classes)
     alpha, beta = TDA_RELEASED["imagenet"]
     settings = TDASettings(alpha_pos=alpha, beta_pos=beta)
@@ -161,9 +156,7 @@ def main() -> None:
     say(f"peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20:.2f} GiB "
         f"(features + logits: {(feats.numel() + logits.numel()) * 4 / 2 ** 30:.2f} GiB)")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text("\n".join(lines) + "\n")
-        print(f"wrote {args.output}")
+        print(f"wrote {report.write(args.output)}")
 
 
 if __name__ == "__main__":

@@ -196,6 +196,38 @@ def test_a_folder_is_described_like_a_registered_dataset(caltech_root, tmp_path,
         get_dataset(info.name)
 
 
+def test_a_folder_is_scanned_once_until_it_changes(caltech_root, tmp_path, monkeypatch):
+    """A run asks for the layout many times: an unchanged folder is listed once. Fails if: every lookup walks the
+    whole tree again; an added file, a new classnames.txt or a folder modified just before the scan is not seen."""
+    import calip3d.datasets.folder_layout as layout
+
+    folder = image_folder(tmp_path / "caltech4", caltech_root, classnames=False)
+    scans = []
+    real_scan = layout._scan
+    monkeypatch.setattr(layout, "_scan", lambda root, visited: scans.append(root) or real_scan(root, visited))
+    name = f"folder:{folder}"
+
+    def age() -> None:  # every folder of the tree last modified an hour ago
+        for path in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+            os.utime(path, (1, os.stat(path).st_mtime - 3600))
+
+    assert len(load_split(name, None, "test")) == 12
+    get_dataset(name)
+    assert len(scans) == 3  # just written: scanned at every lookup (the lookup, the split, the lookup again)
+    age()
+    for _ in range(3):
+        info = get_dataset(name)
+        split = load_split(name, None, "test")
+    assert len(scans) == 4 and len(split) == 12  # aged: once for the six lookups
+    extra = folder / "test" / "Faces"
+    (extra / "copy.jpg").symlink_to(next(extra.iterdir()).resolve())  # a file added: its folder changes
+    assert len(load_split(name, None, "test")) == 13 and len(scans) > 4
+    age()
+    get_dataset(name)
+    (folder / "classnames.txt").write_text("Faces face\nLeopards leopard\nwild_cat wild cat\nyin-yang yin yang\n")
+    assert get_dataset(name).classnames == ("face", "leopard", "wild cat", "yin yang") != info.classnames
+
+
 def test_flat_layout_is_a_test_split_and_tuning_needs_a_train_split(tiny, caltech_root, tmp_path, capsys):
     """Fails if: the flat layout is not read as test only, tuning silently draws from test, or the error does not say
     what to do (the library names TuneConfig(on='none'), the command --tune-on none)."""

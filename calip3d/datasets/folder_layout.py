@@ -5,6 +5,7 @@ the `DatasetInfo` from it and `calip3d.datasets.folder` reads the splits; see th
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
@@ -75,10 +76,12 @@ def _listdir(path: str) -> list[os.DirEntry]:
         raise CalipError(f"cannot list the folder {path}: {err.strerror or err}") from None
 
 
-def _class_files(root: str, class_dir: str) -> list[str]:
-    """Every visible file under `class_dir` (sub-folders included), as paths relative to `root`, sorted."""
+def _class_files(root: str, class_dir: str, visited: list[str]) -> list[str]:
+    """Every visible file under `class_dir` (sub-folders included), as paths relative to `root`, sorted; the folders
+    walked are added to `visited`."""
     found = []
     for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+        visited.append(dirpath)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found += [os.path.relpath(os.path.join(dirpath, f), root).replace(os.sep, "/")
                   for f in filenames if not f.startswith(".")]
@@ -117,14 +120,48 @@ def folder_classname(folder: str) -> str:
     return folder.replace("_", " ").replace("-", " ").strip()
 
 
+def _stamps(paths: Sequence[str]) -> tuple[tuple[str, int], ...]:
+    """(path, modification time in ns, or -1 where it is gone) of each path."""
+    def mtime(path: str) -> int:
+        try:
+            return os.stat(path).st_mtime_ns
+        except OSError:
+            return -1
+    return tuple((path, mtime(path)) for path in paths)
+
+
 def scan_folder(path: str) -> FolderScan:
     """The layout, kind, classes and files of the folder dataset at `path` (file names only: nothing is opened).
+
+    A run asks for its folder's layout many times (lookup, each split, prompts, provenance): the scan is kept and
+    reused while no folder of the tree and no classnames file has changed (a file added, removed or renamed changes
+    its folder's modification time). A tree modified within `_RECENT_NS` before its scan is scanned again every time,
+    since modification times tick coarsely.
 
     Raises `CalipError` for a missing folder, split folders mixed with other folders, a split without class folders,
     a class folder without a file of the folder's kind, both images and point clouds, or neither."""
     root = os.path.abspath(os.path.expanduser(path))
+    kept = _SCANS.get(root)
+    if kept is not None and _stamps([p for p, _ in kept[0]]) == kept[0]:
+        return kept[1]
+    visited: list[str] = []
+    started = time.time_ns()
+    scan = _scan(root, visited)
+    stamps = _stamps([*visited, os.path.join(root, CLASSNAMES_FILE)])
+    if max(t for _, t in stamps) < started - _RECENT_NS:
+        _SCANS[root] = (stamps, scan)
+    return scan
+
+
+_RECENT_NS = 2 * 10 ** 9
+_SCANS: dict[str, tuple[tuple[tuple[str, int], ...], FolderScan]] = {}  # root -> (stamps of its tree, its scan)
+
+
+def _scan(root: str, visited: list[str]) -> FolderScan:
+    """`scan_folder` of the absolute `root`, reading the folders; those it lists are added to `visited`."""
     if not os.path.isdir(root):
         raise CalipError(f"folder dataset {root}: no such folder (expected {_LAYOUT})")
+    visited.append(root)
     top = _listdir(root)
     dirs = [e.name for e in top if e.is_dir()]
     splits = [s for s in FOLDER_SPLITS if s in dirs]
@@ -138,13 +175,15 @@ def scan_folder(path: str) -> FolderScan:
     ignored: list[str] = []  # files in split and class folders that are not of the folder's kind
     classes: dict[str, dict[str, list[str]]] = {}  # split -> class folder -> relpaths
     for split, split_dir in split_dirs.items():
+        if split_dir != root:
+            visited.append(split_dir)
         entries = _listdir(split_dir) if split_dir != root else top
         folders = [e.name for e in entries if e.is_dir()]
         if split_dir != root:
             ignored += [os.path.relpath(e.path, root) for e in entries if not e.is_dir()]
         if not folders:
             raise CalipError(f"empty split: {split_dir} has no class folders (expected {_LAYOUT})")
-        classes[split] = {c: _class_files(root, os.path.join(split_dir, c)) for c in folders}
+        classes[split] = {c: _class_files(root, os.path.join(split_dir, c), visited) for c in folders}
     every = [rel for per_class in classes.values() for files in per_class.values() for rel in files]
     by_kind = {kind: [rel for rel in every if _kind_of(rel) == kind] for kind in (IMAGES, POINTS)}
     if by_kind[IMAGES] and by_kind[POINTS]:
